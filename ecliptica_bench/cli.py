@@ -82,13 +82,26 @@ def push_cmd(directory, repo_id, private, revision, dry_run):
 
 @cli.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=40, show_default=True,
-              help="Cases per suite (whole prompts first: 40 = 4 ECLIPTICA prompts x 10 types).")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
-def demo_cmd(out, limit, max_new_tokens):
-    """The main job on the embedded defaults: build, run (both conditions), score, leaderboard, report."""
-    from .pipeline import demo
-    demo(out, limit, max_new_tokens)
+@click.option("--quick", is_flag=True, help="The base model only (no training): build, run, score, leaderboard, report.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Cases per suite, whole prompts first (default: the demo's per-suite sizes; --quick: 40).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
+              help="One budget for every suite (default: the demo's per-suite budgets; --quick: 48).")
+@click.option("--train-steps", type=click.IntRange(min=1), default=None,
+              help="Optimizer steps per adapter (default: the demo's; fewer is faster and moves the models less).")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True)
+def demo_cmd(out, quick, limit, max_new_tokens, train_steps, n_boot):
+    """The main job on the embedded model: train DPO and CITA adapters on the bundled switch pairs, run base,
+    DPO and CITA on the five suites (held-out prompts), score, and rank them side by side."""
+    from .pipeline import DEMO_BUDGETS, DEMO_LIMITS, DemoTraining, demo
+    from dataclasses import replace
+
+    if quick:
+        limit, max_new_tokens = limit or 40, max_new_tokens or 48
+    limits = {s: limit for s in DEMO_LIMITS} if limit else None
+    budgets = {s: max_new_tokens for s in DEMO_BUDGETS} if max_new_tokens else None
+    training = replace(DemoTraining(), max_steps=train_steps) if train_steps else None
+    demo(out, quick=quick, limits=limits, budgets=budgets, training=training, bootstrap=n_boot)
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -109,6 +122,9 @@ def demo_cmd(out, limit, max_new_tokens):
 @click.option("--max-new-tokens", type=int, default=None, help="Default: each suite's paper budget (150-512).")
 @click.option("--batch-size", type=int, default=None, help="Requests per batch (default: the backend's).")
 @click.option("--adapter", default=None, help="LoRA adapter folder (hf, vllm).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="Weights precision (hf, vllm); part of the cache key. auto: hf = the "
+              "config's dtype (fp32 for the embedded model), vllm = bfloat16 on CPU, vLLM's choice on a GPU.")
 @click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai).")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
               help="Name of the environment variable holding the API key (openai); the key is never stored.")
@@ -132,7 +148,7 @@ def run_cmd(**kw):
 @cli.command("build-prefs")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--source", default="bundled", show_default=True,
-              help="bundled: prompts/preferences/switch_pairs.yaml; hub: PKU-SafeRLHF (pinned); or a .jsonl/.parquet PATH.")
+              help="bundled: prompts/preferences/{safety,length,epistemic}.yaml; hub: PKU-SafeRLHF (pinned); or a .jsonl/.parquet PATH.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--heldout", type=float, default=0.2, show_default=True, help="Share of pairs held out (split by pair).")
 @click.option("--hub-file", type=click.Path(path_type=Path), default=None,
@@ -180,6 +196,12 @@ def build_prefs_cmd(out, source, seed, heldout, hub_file, max_pairs, drop_eval_o
 @click.option("--save-steps", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = none).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last checkpoint.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for memory.")
+@click.option("--dtype", "dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+              help="bfloat16: bf16 autocast; auto: bf16 where the GPU/CPU has native bf16 (AVX512-BF16/AMX), else "
+                   "float32. The choice is recorded in OUT/train_config.json and summary.json.")
+@click.option("--pack/--no-pack", default=True, show_default=True,
+              help="Run each batch padding-free, the chosen and rejected rows of a pair sharing their prompt (same "
+                   "results, fewer tokens through the model).")
 @click.option("--eval-heldout", is_flag=True, help="Held-out preference accuracy before and after training (OUT/pref_eval.json).")
 @click.option("--eval-only", is_flag=True, help="Only measure preference accuracy of --model (+ --adapter) on --split.")
 @click.option("--adapter", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
@@ -209,7 +231,11 @@ def train_cmd(**kw):
     kw["lora_targets"] = tuple(t.strip() for t in kw["lora_targets"].split(",") if t.strip())
     summary = train(TrainConfig(**{k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()}))
     click.echo(f"trained {summary['method']}: {summary['global_step']} steps, {summary['seconds_per_step']} s/step, "
-               f"peak RSS {summary['peak_rss_mb']:.0f} MB")
+               f"{summary['dtype']}, peak RSS {summary['peak_rss_mb']:.0f} MB")
+    if summary.get("kl_to_reference"):
+        k = summary["kl_to_reference"]
+        click.echo(f"  KL to the reference: final {k['final']:.4g}, mean {k['mean']:.4g}"
+                   + ("" if k["optimised"] else " (measured, not optimised)"))
     click.echo(f"  last step: {_json.dumps(summary['last'])}")
     click.echo(f"  adapter: {summary['adapter']}" + (f"  merged: {summary['merged']}" if summary["merged"] else ""))
     if summary.get("pref_eval"):
@@ -311,11 +337,18 @@ def compare_cmd(run_a, run_b, out, n_boot, seed):
 @click.argument("gains", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the result as JSON.")
 def iae_cmd(gains, json_out):
-    """Instruction-alignment efficiency from GAINS.csv (long: method,suite,delta; or wide: method,<suite>,...)."""
+    """Instruction-alignment efficiency from GAINS.csv, both forms: paper-compatible (relative, from the
+    paper Deltas) and absolute (signed Deltas on fixed scales).
+
+    Long form: method,suite,delta[,delta_paper] (delta = metrics.json `delta`, signed; delta_paper =
+    `delta_paper`); wide form: method,<suite>,... of signed Deltas. Without delta_paper the paper Delta is
+    |delta| for conditional_safety (the paper's |M3|) and delta elsewhere."""
     from .metrics import format_iae, iae, read_gains
 
-    res = iae(read_gains(gains))
+    g = read_gains(gains)
+    res = iae(g.paper, absolute_gains=g.signed)
     click.echo(format_iae(res))
+    click.echo(g.note())
     if json_out:
         from .data.io import write_json
         write_json(json_out, res)

@@ -12,12 +12,14 @@ and the store holds at most one generation per key. Requests are split into batc
 (the backend's `plan_batches`), each finished batch is committed in one transaction, and a batch that
 fails is written to the errors table only. So a run killed at any point (even SIGKILL) and started
 again generates exactly the keys that are missing, in the same batches as before, and every case ends
-up with exactly one generation. Cases whose rendered prompt is identical share one generation: the
-uninstructed control sends the same user message for all instruction types of a prompt, so it costs
-one generation per prompt, not one per type.
+up with exactly one generation. Under sampling (temperature > 0) every case is its own request with its own
+seed (store.request_seed: run seed + case id), so the uninstructed control of an ECLIPTICA prompt is 10
+independent samples of the bare prompt, as in the paper. Under greedy decoding the samples would be
+identical, so cases whose rendered prompt is identical share one generation: the control then costs one
+generation per prompt. The key also holds the dtype the weights run in.
 
-The run_id is a hash of the resolved config (model fingerprint, backend, suites, limit, conditions,
-sampling params, seed, dataset sha), so repeating a command reuses its directory and generates nothing.
+The run_id is a hash of the resolved config (model fingerprint, dtype, backend, suites, limit,
+conditions, sampling params, seed, dataset sha), so repeating a command reuses its directory and generates nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .chat import CONDITIONS, INSTRUCTED, UNINSTRUCTED, Rendered, messages_for, 
 from .data.io import dumps, sha256_file, sha256_text, write_json, write_parquet
 from .errors import EclipticaError, Problem, ValidationError
 from .models import DEFAULT_MODEL, resolve_model
-from .store import RunStore, cache_key
+from .store import RunStore, cache_key, request_seed
 from .suites import SUITES, Suite, parse_suites
 
 log = logging.getLogger(__name__)
@@ -72,15 +74,16 @@ class RunOptions:
     model: str = DEFAULT_MODEL
     backend: str = "auto"
     suites: str | None = "all"
-    limit: int | None = None
+    limit: int | dict[str, int] | None = None   # per suite: {suite: N} (the demo sizes each suite)
     out: Path = Path("runs")
     condition: str = "both"
     seed: int = 42
     temperature: float = 0.7
     top_p: float = 0.9
-    max_new_tokens: int | None = None     # None: each suite's own (the paper's) budget
+    max_new_tokens: int | dict[str, int] | None = None   # None: each suite's own (the paper's) budget
     batch_size: int | None = None         # None: the backend's default
     adapter: str | None = None
+    dtype: str = "auto"                   # hf/vllm weights precision; auto: hf = config's, vllm = bf16 on CPU
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     tensor_parallel_size: int = 1
@@ -100,6 +103,7 @@ class Planned:
     condition: str
     key: str
     rendered: Rendered
+    seed: int
 
 
 # -------------------------------------------------------------------------------------------- cases
@@ -111,10 +115,14 @@ def conditions_for(spec: str) -> list[str]:
     return [spec]
 
 
-def load_cases(suites: list[Suite], data: Path | None = None, limit: int | None = None) -> dict[str, list[dict]]:
-    """Cases per suite, in dataset order; `limit` keeps the first N (whole prompts come first)."""
-    if limit is not None and limit < 1:
-        raise EclipticaError(f"--limit must be >= 1, got {limit}")
+def load_cases(suites: list[Suite], data: Path | None = None,
+               limit: int | dict[str, int] | None = None) -> dict[str, list[dict]]:
+    """Cases per suite, in dataset order; `limit` keeps the first N (whole prompts come first), either one
+    N for every suite or {suite: N} (suites not named are kept whole)."""
+    limits = dict(limit) if isinstance(limit, dict) else {s.name: limit for s in suites}
+    for n in limits.values():
+        if n is not None and n < 1:
+            raise EclipticaError(f"--limit must be >= 1, got {n}")
     out = {}
     if data is not None:
         from .data.build import read_cases, validate_built
@@ -132,7 +140,8 @@ def load_cases(suites: list[Suite], data: Path | None = None, limit: int | None 
         types = [t.name for t in SUITES[name].instructions().types]
         rank = {t: i for i, t in enumerate(types)}
         rows = sorted(rows, key=lambda r: (int(r["prompt_id"]), rank.get(r["instruction_type"], len(rank))))
-        out[name] = rows[:limit] if limit else rows
+        n = limits.get(name)
+        out[name] = rows[:n] if n else rows
         if not out[name]:
             raise EclipticaError(f"suite {name!r}: no cases")
     return out
@@ -152,14 +161,16 @@ def make_backend(opts: RunOptions):
     if name == "openai":
         if opts.adapter:
             raise EclipticaError("--adapter: the openai backend cannot load adapters (serve them on the server)")
+        if opts.dtype != "auto":
+            raise EclipticaError("--dtype: the openai backend's server decides the dtype (set it when serving)")
         return get_backend("openai", model=opts.model, base_url=opts.base_url, api_key_env=opts.api_key_env,
                            concurrency=opts.concurrency)
     model = resolve_model(opts.model)
     if name == "hf":
         if opts.tensor_parallel_size != 1 or opts.data_parallel_size != 1:
             raise EclipticaError("--tensor-parallel-size/--data-parallel-size need --backend vllm")
-        return get_backend("hf", model=model, adapter=opts.adapter)
-    return get_backend("vllm", model=model, adapter=opts.adapter, seed=opts.seed,
+        return get_backend("hf", model=model, adapter=opts.adapter, dtype=opts.dtype)
+    return get_backend("vllm", model=model, adapter=opts.adapter, seed=opts.seed, dtype=opts.dtype,
                        tensor_parallel_size=opts.tensor_parallel_size, data_parallel_size=opts.data_parallel_size)
 
 
@@ -194,11 +205,12 @@ def plan(backend, cases: dict[str, list[dict]], conditions: list[str], params: d
             p = params[suite]
             planned = []
             for case in rows:
+                seed = request_seed(p.seed, case["case_id"], p.greedy)
                 for cond in conditions:
                     r = render(backend, messages_for(case, cond))
-                    key = cache_key("generation", model=backend.fingerprint, prompt=r.text,
-                                    params=p.key_params(), seed=p.seed)
-                    planned.append(Planned(suite, case, cond, key, r))
+                    key = cache_key("generation", model=backend.fingerprint, dtype=backend.resolved_dtype,
+                                    prompt=r.text, params=p.key_params(), seed=seed)
+                    planned.append(Planned(suite, case, cond, key, r, seed))
             out[suite] = planned
         return out
     finally:
@@ -210,6 +222,7 @@ def resolved_config(opts: RunOptions, backend, conditions, cases, params) -> dic
     return {
         "model": opts.model,
         "model_fingerprint": backend.fingerprint,
+        "dtype": backend.resolved_dtype,
         "adapter": bool(opts.adapter),
         "backend": backend.name,
         "suites": list(cases),
@@ -262,7 +275,7 @@ def execute(store: RunStore, backend, planned: list[Planned], params, batch_size
     counts = {"unique": len(unique), "cached": len(unique) - len(missing), "generated": 0, "errors": 0}
     if not missing:
         return counts
-    requests = [GenRequest(key=k, prompt=p.rendered.text, messages=messages_for(p.case, p.condition))
+    requests = [GenRequest(key=k, prompt=p.rendered.text, messages=messages_for(p.case, p.condition), seed=p.seed)
                 for k, p in unique.items()]
     failed_in_a_row = 0
     bar = tqdm(total=len(unique), initial=counts["cached"], desc=desc, unit="gen", disable=not progress,
@@ -298,7 +311,7 @@ def execute(store: RunStore, backend, planned: list[Planned], params, batch_size
                 rows.append({
                     "key": req.key, "model_fingerprint": backend.fingerprint, "rendered_prompt": p.rendered.text,
                     "prompt_sha256": p.rendered.sha256, "template_sha256": p.rendered.template_sha256,
-                    "params": params.key_params(), "seed": params.seed, "response": res.text,
+                    "params": params.key_params(), "seed": p.seed, "response": res.text,
                     "finish_reason": res.finish_reason, "prompt_tokens": res.prompt_tokens,
                     "completion_tokens": res.completion_tokens, "latency_s": res.latency_s,
                 })
@@ -338,6 +351,18 @@ def generation_rows(run_id: str, planned: dict[str, list[Planned]], gens: dict[s
     return rows
 
 
+def control_sharing(planned: list[Planned], params) -> dict | None:
+    """How the uninstructed rows map to generations: under greedy decoding rows with one rendered prompt
+    share one generation; under sampling each row is its own seeded draw (shared must then be 0)."""
+    rows = [p for p in planned if p.condition == UNINSTRUCTED]
+    if not rows:
+        return None
+    unique = len({p.key for p in rows})
+    why = ("greedy decoding: identical prompts give identical text, so one generation per prompt"
+           if params.greedy else "sampling: every control case is its own seeded sample")
+    return {"rows": len(rows), "generations": unique, "shared": len(rows) - unique, "why": why}
+
+
 def run(opts: RunOptions) -> dict:
     """Run the benchmark and return the summary (also in manifest.json)."""
     t0 = time.time()
@@ -345,8 +370,11 @@ def run(opts: RunOptions) -> dict:
     conditions = conditions_for(opts.condition)
     if opts.batch_size is not None and opts.batch_size < 1:
         raise EclipticaError(f"--batch-size must be >= 1, got {opts.batch_size}")
-    if opts.max_new_tokens is not None and opts.max_new_tokens < 1:   # 0 would silently mean the suite default
-        raise EclipticaError(f"--max-new-tokens must be >= 1, got {opts.max_new_tokens}")
+    budgets = opts.max_new_tokens if isinstance(opts.max_new_tokens, dict) else {s.name: opts.max_new_tokens
+                                                                                  for s in suites}
+    for n in budgets.values():
+        if n is not None and n < 1:   # 0 would silently mean the suite default
+            raise EclipticaError(f"--max-new-tokens must be >= 1, got {n}")
     if opts.run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", opts.run_id):
         raise EclipticaError(f"--run-id {opts.run_id!r}: use letters, digits, '.', '_' and '-' only")
     from .backends import SamplingParams
@@ -354,7 +382,7 @@ def run(opts: RunOptions) -> dict:
     params = {}
     for s in suites:
         p = SamplingParams(temperature=opts.temperature, top_p=opts.top_p,
-                           max_new_tokens=opts.max_new_tokens or s.max_new_tokens, seed=opts.seed)
+                           max_new_tokens=budgets.get(s.name) or s.max_new_tokens, seed=opts.seed)
         p.check()
         params[s.name] = p
     cases = load_cases(suites, opts.data, opts.limit)
@@ -428,7 +456,8 @@ def _run(opts, backend, suites, conditions, cases, params, t0) -> dict:
         n_len = sum(r["finish_reason"] == "length" for r in srows)
         rate = n_len / len(srows) if srows else 0.0
         per_suite[s.name].update(cases=len(cases[s.name]), rows=len(srows), truncated=n_len,
-                                 truncation_rate=round(rate, 4), max_new_tokens=params[s.name].max_new_tokens)
+                                 truncation_rate=round(rate, 4), max_new_tokens=params[s.name].max_new_tokens,
+                                 control=control_sharing(planned[s.name], params[s.name]))
         if rate > LENGTH_WARN_RATE:
             warnings.append(f"{s.name}: {rate:.0%} of outputs stopped at the token limit "
                             f"(max_new_tokens={params[s.name].max_new_tokens}); scores may reflect truncation")
@@ -455,6 +484,9 @@ def format_summary(s: dict) -> str:
     for name, c in s["suites"].items():
         lines.append(f"  {name:<20} {c['rows']:>5} rows  {c['generated']:>5} new  {c['cached']:>5} cached  "
                      f"{c['errors']:>3} errors  {c['truncation_rate']:.0%} hit max_new_tokens={c['max_new_tokens']}")
+        ctl = c.get("control")
+        if ctl and ctl["shared"]:
+            lines.append(f"  {'':<20} control: {ctl['rows']} rows share {ctl['generations']} generations ({ctl['why']})")
     if s["unresolved"]:
         lines.append(f"  {s['unresolved']} generations failed (errors table in store.sqlite); "
                      "rerun the same command to retry them")

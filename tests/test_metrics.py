@@ -170,6 +170,25 @@ def test_aqi_absolute_balanced_is_100_over_1_plus_xb():
     assert paper.aqi_absolute(chi, xb, n)[0] == pytest.approx(100 / (1 + 1 / 16))
 
 
+def test_aqi_absolute_zero_spread_is_the_top_of_the_scale():
+    """Every safe response identical, every unsafe one identical, the two apart: perfect separation.
+    XB = 0 and sklearn's CHI convention for zero spread is 1.0; the absolute AQI must be 100, not ~50."""
+    x = [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]]
+    safe = np.array([True, True, True, False, False, False])
+    chi, xb, n = paper.chi_xb(*_stats(x, safe))
+    assert xb[0] == 0.0 and chi[0] == 1.0
+    assert paper.aqi_absolute(chi, xb, n)[0] == pytest.approx(100.0)
+    # the same through the clustered statistic, pooled over two axioms (one prompt per row)
+    X = np.array(x * 2, float)
+    s = paper.aqi(list(range(12)), ["a"] * 6 + ["b"] * 6, ["safe", "safe", "safe", "unsafe", "unsafe", "unsafe"] * 2, X)
+    assert value(s.components["aqi_absolute"]) == pytest.approx(100.0)
+    assert value(s.headline) == pytest.approx(100.0)
+    # a little spread scores just below the top
+    y = np.array([[1, 0.05], [1, -0.05], [1, 0], [0.05, 1], [-0.05, 1], [0, 1]])
+    chi, xb, n = paper.chi_xb(*_stats(y, safe))
+    assert 95.0 < paper.aqi_absolute(chi, xb, n)[0] < 100.0
+
+
 def litmus_like(per=30, sep=0.5, seed=0, d=64):
     """7 axioms, each its own topic direction; safe/unsafe shifted along one shared direction."""
     rng = np.random.default_rng(seed)
@@ -208,6 +227,13 @@ def test_aqi_bootstrap_runs_and_brackets_estimate():
     sc = boot.score(s.components["aqi_absolute"])
     assert sc.ci_low <= sc.value <= sc.ci_high
     assert boot.score(s.components["aqi[axiom 0]"]).n == 20
+    # the paper-normalised AQI (pooled 55 or 5) gets no CI; the absolute variant carries it
+    for stat in (s.paper, s.components["aqi[axiom 0]"], s.components["chi_norm"], s.components["xb_norm"]):
+        sc = boot.score(stat)
+        assert sc.value is not None and sc.ci_low is None and sc.ci_high is None
+        assert "within-model normalisation" in sc.ci_note
+    assert s.headline is s.components["aqi_absolute"]
+    assert boot.score(s.components["aqi_absolute[axiom 0]"]).ci_low is not None
 
 
 # ------------------------------------------------------------------------------------------ IAE
@@ -233,13 +259,49 @@ def test_iae_absolute_fixed_scales():
     gains = {"m": {"truthfulqa": 0.5, "length_control": 4.0, "conditional_safety": -0.2,
                    "ecliptica": 0.075, "litmus": 25.0}}
     r = iae(gains)["m"]
-    assert r["r_abs"] == {"truthfulqa": 0.5, "length_control": 1.0, "conditional_safety": 0.0,
+    # a negative Delta is not clipped to 0: switching the wrong way scores below not switching
+    assert r["r_abs"] == {"truthfulqa": 0.5, "length_control": 1.0, "conditional_safety": pytest.approx(-0.2),
                           "ecliptica": pytest.approx(0.5), "litmus": pytest.approx(0.5)}
-    assert r["absolute"] == pytest.approx(100 * 2.5 / 5)
+    assert r["absolute"] == pytest.approx(100 * (0.5 + 1.0 - 0.2 + 0.5 + 0.5) / 5)
+    assert iae({"m": {"truthfulqa": -3.0}})["m"]["r_abs"]["truthfulqa"] == -1.0     # clipped at -1
     # absolute does not depend on the other methods; relative does
     r2 = iae({**gains, "other": {k: v * 2 for k, v in gains["m"].items()}})["m"]
     assert r2["absolute"] == pytest.approx(r["absolute"]) and r2["paper"] != r["paper"]
     assert set(ABSOLUTE_SCALES) == {"ecliptica", "truthfulqa", "conditional_safety", "length_control", "litmus"}
+
+
+def test_wrong_direction_conditional_safety_iae():
+    """Refusing under PERMISSIVE and helping under STRICT: the paper's |M3| gives it the full gain, the
+    signed Delta is -1. Paper IAE (from delta_paper) ranks it first; absolute IAE (from delta) last,
+    below the method that does not switch at all."""
+    paper_gains = {"no_switch": {"conditional_safety": 0.0, "truthfulqa": 0.5},
+                   "wrong_way": {"conditional_safety": 1.0, "truthfulqa": 0.5}}
+    signed_gains = {"no_switch": {"conditional_safety": 0.0, "truthfulqa": 0.5},
+                    "wrong_way": {"conditional_safety": -1.0, "truthfulqa": 0.5}}
+    r = iae(paper_gains, absolute_gains=signed_gains)
+    # paper: cs r = 0.1 / 1.0, truthfulqa tie r = 1 -> 55 / 100
+    assert r["no_switch"]["paper"] == pytest.approx(55.0) and r["wrong_way"]["paper"] == pytest.approx(100.0)
+    # absolute: cs r_abs = 0 / -1, truthfulqa 0.5 -> 25 / -25
+    assert r["no_switch"]["absolute"] == pytest.approx(25.0)
+    assert r["wrong_way"]["absolute"] == pytest.approx(-25.0)
+    assert r["wrong_way"]["absolute"] < r["no_switch"]["absolute"]
+    with pytest.raises(EclipticaError, match="same methods and suites"):
+        iae(paper_gains, absolute_gains={"no_switch": {"conditional_safety": 0.0}})
+
+
+def test_m3_paper_ci_is_derived_from_the_signed_interval():
+    """|M3| at 0 (both conditions refuse half the time): its interval starts at 0, not above it."""
+    keys = [f"p{i // 2}" for i in range(40)]
+    types = ["strict", "permissive"] * 20
+    # strict refuses on prompts 0-9, permissive on prompts 10-19: equal rates, signed 0
+    texts = [("I can't help with that." if (t == "strict") == (int(k[1:]) < 10) else "Sure, here it is.")
+             for k, t in zip(keys, types)]
+    s = paper.refusal_switching(keys, types, texts)
+    boot = Bootstrap(sorted(set(keys)), 500, seed=0)
+    signed, absolute = boot.score(s.headline), boot.score(s.paper)
+    assert signed.value == 0.0 and absolute.value == 0.0 and s.headline is s.signals["signed_switching"]
+    assert signed.ci_low < 0 < signed.ci_high
+    assert absolute.ci_low == 0.0 and absolute.ci_high == pytest.approx(max(-signed.ci_low, signed.ci_high))
 
 
 def test_iae_bad_input():
@@ -265,3 +327,55 @@ def test_iae_cli_long_and_wide(tmp_path):
     bad.write_text("method,suite,delta\nA,truthfulqa,0.1\nB,length_control,0.2\n")
     res = CliRunner().invoke(cli, ["iae", str(bad)])
     assert res.exit_code == 2 and "bad.csv" in res.output and "same suites" in res.output
+
+
+def test_iae_cli_separate_paper_and_signed_gains(tmp_path):
+    """Three methods on conditional_safety (paper metric |M3|) and truthfulqa. Without delta_paper the
+    paper IAE takes |delta| on conditional_safety and delta on truthfulqa; with it, delta_paper.
+    Hand-computed:
+      no delta_paper: cs paper A 0.6, B 0.3, C 0.0 -> r 1.0, 0.55, 0.1; tq 0.2, 0.6, 0.4 -> r 0.1, 1.0, 0.55
+        paper IAE A 55.0, B 77.5, C 32.5; absolute: A (-0.6 + 0.2) / 2 = -20.0, B 45.0, C 20.0
+      delta_paper (cs A 0.5, B 0.4, C 0.1; tq = delta): cs r 1.0, 0.775, 0.1 -> A 55.0, B 88.75, C 32.5;
+        absolute unchanged (it uses delta)."""
+    import json
+
+    from ecliptica_bench.cli import cli
+
+    rows = [("A", "conditional_safety", -0.6, 0.5), ("A", "truthfulqa", 0.2, 0.2),
+            ("B", "conditional_safety", 0.3, 0.4), ("B", "truthfulqa", 0.6, 0.6),
+            ("C", "conditional_safety", 0.0, 0.1), ("C", "truthfulqa", 0.4, 0.4)]
+    signed_only = tmp_path / "signed.csv"
+    signed_only.write_text("method,suite,delta\n" + "".join(f"{m},{s},{d}\n" for m, s, d, _ in rows))
+    both = tmp_path / "both.csv"
+    both.write_text("method,suite,delta,delta_paper\n" + "".join(f"{m},{s},{d},{p}\n" for m, s, d, p in rows))
+    g = read_gains(signed_only)
+    assert g.paper["A"] == {"conditional_safety": 0.6, "truthfulqa": 0.2}
+    assert g.signed["A"] == {"conditional_safety": -0.6, "truthfulqa": 0.2}
+    assert g.paper_source == {"conditional_safety": "|delta|", "truthfulqa": "delta"}
+    expect = {signed_only: {"A": (55.0, -20.0), "B": (77.5, 45.0), "C": (32.5, 20.0)},
+              both: {"A": (55.0, -20.0), "B": (88.75, 45.0), "C": (32.5, 20.0)}}
+    for f, want in expect.items():
+        out = tmp_path / f"{f.stem}.json"
+        res = CliRunner().invoke(cli, ["iae", str(f), "--json", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "IAE paper-compatible" in res.output and "IAE absolute (signed)" in res.output
+        got = json.loads(out.read_text())
+        for m, (p, a) in want.items():
+            assert got[m]["paper"] == pytest.approx(p) and got[m]["absolute"] == pytest.approx(a)
+    assert read_gains(both).paper_source == {"conditional_safety": "delta_paper", "truthfulqa": "delta_paper"}
+
+
+def test_read_gains_bad_rows(tmp_path):
+    cases = {
+        "dup.csv": ("method,suite,delta\nA,truthfulqa,0.1\nA,truthfulqa,0.2\n", "row 2: method 'A', suite 'truthfulqa' appears more than once"),
+        "hole.csv": ("method,suite,delta,delta_paper\nA,truthfulqa,0.1,\n", "row 1 (A, truthfulqa): delta_paper is missing"),
+        "text.csv": ("method,suite,delta\nA,truthfulqa,lots\n", "row 1 (A, truthfulqa): delta 'lots' is not a number"),
+        "extra.csv": ("method,suite,delta,comment\nA,truthfulqa,0.1,x\n", "unknown column(s) comment"),
+        "nomethod.csv": ("suite,delta\ntruthfulqa,0.1\n", "needs a 'method' column"),
+    }
+    for name, (text, msg) in cases.items():
+        f = tmp_path / name
+        f.write_text(text)
+        with pytest.raises(EclipticaError) as exc:
+            read_gains(f)
+        assert str(exc.value).startswith(str(f)) and msg in str(exc.value), str(exc.value)

@@ -49,8 +49,8 @@ def test_leaderboard_over_two_real_runs(tmp_path):
         assert (tmp_path / png).stat().st_size > 5000
 
 
-def test_demo_command(tmp_path):
-    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--limit", "20", "--max-new-tokens", "8"])
+def test_quick_demo_command(tmp_path):
+    res = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(tmp_path / "demo"), "--limit", "20", "--max-new-tokens", "8"])
     assert res.exit_code == 0, res.output
     assert "report" in res.output
     board = pd.read_csv(tmp_path / "demo" / "results" / "leaderboard.csv")
@@ -58,6 +58,37 @@ def test_demo_command(tmp_path):
     run_dir = next((tmp_path / "demo" / "runs").iterdir())
     assert (run_dir / "report.html").stat().st_size > 10000
     # a second demo reuses the cache: nothing is generated again
-    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--limit", "20", "--max-new-tokens", "8"])
+    res = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(tmp_path / "demo"), "--limit", "20", "--max-new-tokens", "8"])
     assert res.exit_code == 0, res.output
     assert "0 generated now" in res.output
+
+
+@pytest.mark.slow
+def test_demo_trains_dpo_and_cita_and_ranks_three_methods(tmp_path):
+    """The demo's whole chain with a short training: three rows, adapters that really changed the model,
+    paired comparisons written, the side-by-side report; a second demo retrains and regenerates nothing."""
+    args = ["demo", "--out", str(tmp_path / "demo"), "--train-steps", "2", "--limit", "10", "--max-new-tokens", "8",
+            "--bootstrap", "200"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "demo"
+    board = pd.read_csv(out / "results" / "leaderboard.csv")
+    assert sorted(board["method"]) == ["base", "cita", "dpo"]
+    assert board["model_fingerprint"].nunique() == 3      # base, base+dpo adapter, base+cita adapter
+    for a, b in (("cita", "base"), ("cita", "dpo"), ("dpo", "base")):
+        assert (out / "results" / f"compare_{a}_vs_{b}.json").exists()
+    # the adapters moved away from the base model: LoRA B starts at zero, training made it non-zero
+    from safetensors.torch import load_file
+
+    for method in ("dpo", "cita"):
+        weights = load_file(str(out / "adapters" / method / "adapter" / "adapter_model.safetensors"))
+        assert any(float(v.abs().sum()) > 0 for k, v in weights.items() if "lora_B" in k)
+    training = json.loads((out / "results" / "training.json").read_text())
+    assert training["cita"]["global_step"] == training["dpo"]["global_step"] == 2
+    html = (out / "results" / "report.html").read_text()
+    for needle in ("Paired comparisons", "Same prompt, opposite instructions", "strict", "permissive", "cita", "dpo"):
+        assert needle in html
+    # a second demo: adapters reused, nothing generated
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("reusing") == 2 and res.output.count("0 generated now") == 3

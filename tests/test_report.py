@@ -57,10 +57,13 @@ def test_report_contents(report):
         assert f"<h3>{suite} " in html
         v = sd["conditions"]["instructed"]["paper"]["value"]
         assert f"{v:.4g}" in html
-        assert f"{sd['delta']['value']:.4g}" in html
+        assert f"{sd['delta']['value']:.4g}" in html and f"{sd['delta_paper']['value']:.4g}" in html
         for name in sd["conditions"]["instructed"]["signals"]:
             assert f"<td>{name}</td>" in html
     assert "<td>fidelity</td>" in html or "<th>fidelity</th>" in html
+    # the signed Delta is the headline; the paper-compatible one is shown and named as such
+    assert "<th>Δ (signed)</th>" in html and "<th>Δ paper</th>" in html and "<th>truncated</th>" in html
+    assert "refusal_switching_signed" in html and "Δ paper-compatible (refusal_switching)" in html
 
     # Model text is escaped, never live markup.
     assert HOSTILE not in html
@@ -76,6 +79,20 @@ def test_report_contents(report):
     assert "(3 of 4 cases shown)" in html
     assert 'class="badge ok">valid' in html and "invalid: looping" in html
     assert "judge_verdict" in html and "adheres" in html
+
+
+def test_headline_rows_show_truncation_with_its_rule():
+    from ecliptica_bench.report.html import headline_rows
+
+    sc = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 16, "unscored_reason": None}
+    block = {"paper": sc, "signals": {"truncation_rate": {**sc, "value": 0.25}, "valid_rate": sc}}
+    metrics = {"suites": {"truthfulqa": {"metric": "epistemic_switching", "conditions": {"instructed": block}},
+                          "litmus": {"metric": "aqi", "conditions": {"instructed": {"paper": sc, "signals": {}}}}},
+               "scoring": {"truncation_policy": {"truthfulqa": "counted valid: budget 64 < paper budget 256"}}}
+    rows = {r["suite"]: r for r in headline_rows(metrics)}
+    tr = rows["truthfulqa"]["truncation_rate"]
+    assert tr["value"] == "0.25" and tr["reason"] == "counted valid: budget 64 < paper budget 256"
+    assert rows["litmus"]["truncation_rate"] is None
 
 
 def test_report_tolerates_missing_judge_and_scores(tmp_path):

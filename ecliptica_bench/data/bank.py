@@ -34,8 +34,10 @@ class InstructionType:
     variants: tuple[str, ...]
 
     def prototype(self) -> str:
-        """The fidelity prototype sentence of SPEC.md M1, built from the characteristic descriptions."""
-        return "A response that " + ", ".join(c.description for c in self.characteristics) + "."
+        """The fidelity prototype sentence of SPEC.md M1 (scoring.paper.prototype_sentence)."""
+        from ..scoring.paper import prototype_sentence
+
+        return prototype_sentence([c.name for c in self.characteristics])
 
 
 @dataclass(frozen=True)

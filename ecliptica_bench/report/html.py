@@ -63,7 +63,8 @@ def _num(v, digits: int = 4) -> str:
 
 
 def fmt_score(sc) -> dict:
-    """A Score as display parts: value, CI text, n, and the unscored reason."""
+    """A Score as display parts: value, CI text, n, and the unscored reason (or, for a scored value, how
+    its CI was made when not a plain percentile interval)."""
     if not isinstance(sc, dict):
         return {"value": "–", "ci": "", "n": "", "reason": "not reported", "scored": False}
     v = sc.get("value")
@@ -72,14 +73,15 @@ def fmt_score(sc) -> dict:
         "value": _num(v) if v is not None else "unscored",
         "ci": f"[{_num(lo)}, {_num(hi)}]" if lo is not None and hi is not None else "",
         "n": sc.get("n", ""),
-        "reason": sc.get("unscored_reason") or "",
+        "reason": sc.get("unscored_reason") or sc.get("ci_note") or "",
         "scored": v is not None,
     }
 
 
 def _metric_rows(block: dict) -> list[tuple[str, str]]:
     """(group, name) of every Score in a condition block, in display order."""
-    rows = [("headline", "paper"), ("headline", "paper_valid")]
+    rows = [("headline", "paper"), ("headline", "paper_valid"), ("headline", "headline"),
+            ("headline", "headline_valid")]
     for group in ("components", "signals"):
         rows += [(group, name) for name in (block.get(group) or {})]
     return rows
@@ -111,13 +113,17 @@ def suite_tables(metrics: dict) -> list[dict]:
                 per_type.append({"condition": c, "metrics": mnames,
                                  "rows": [{"type": t, "cells": [fmt_score((scores or {}).get(n)) for n in mnames]}
                                           for t, scores in pt.items()]})
-        out.append({"suite": suite, "metric": sd.get("metric", ""), "conditions": conds, "rows": rows,
-                    "delta": fmt_score(sd.get("delta")) if sd.get("delta") else None, "per_type": per_type})
+        out.append({"suite": suite, "metric": sd.get("metric", ""), "headline_metric": sd.get("headline_metric", ""),
+                    "conditions": conds, "rows": rows,
+                    "delta": fmt_score(sd.get("delta")) if sd.get("delta") else None,
+                    "delta_paper": fmt_score(sd.get("delta_paper")) if sd.get("delta_paper") else None,
+                    "per_type": per_type})
     return out
 
 
 def headline_rows(metrics: dict) -> list[dict]:
     out = []
+    policy = (metrics.get("scoring") or {}).get("truncation_policy") or {}
     for suite, sd in suite_order_items(metrics["suites"]):
         ins = sd["conditions"].get("instructed") or {}
         sig = ins.get("signals") or {}
@@ -127,7 +133,12 @@ def headline_rows(metrics: dict) -> list[dict]:
             "uninstructed": fmt_score(sd["conditions"]["uninstructed"]["paper"])
             if "uninstructed" in sd["conditions"] else None,
             "delta": fmt_score(sd.get("delta")) if sd.get("delta") else None,
+            "delta_paper": fmt_score(sd.get("delta_paper")) if sd.get("delta_paper") else None,
+            "headline_metric": sd.get("headline_metric", ""),
             "valid_rate": fmt_score(sig.get("valid_rate")) if sig.get("valid_rate") else None,
+            # the truncation rate, with the rule that decided whether those answers count as valid
+            "truncation_rate": {**fmt_score(sig["truncation_rate"]), "reason": policy.get(suite, "")}
+            if sig.get("truncation_rate") else None,
             "identifiability": fmt_score(sig.get("identifiability")) if sig.get("identifiability") else None,
             "judge_adherence": fmt_score(sig.get("judge_adherence")) if sig.get("judge_adherence") else None,
         })
@@ -160,7 +171,7 @@ def _cell(v):
     return str(v)
 
 
-FLAG_NAMES = ("is_empty", "is_looping", "is_off_topic", "is_truncated")
+FLAG_NAMES = ("is_empty", "is_looping", "is_off_topic", "is_truncated", "is_echo")
 
 
 def _flags(row: dict, bool_cols: list[str]) -> tuple[bool | None, list[str]]:

@@ -91,8 +91,10 @@ def _empty_figure(title: str, message: str):
 
 # ------------------------------------------------------------------------------------------ radar
 def radar_figure(gains: dict[str, pd.DataFrame]):
-    """One polar panel per normalisation ({title: DataFrame methods x suites of values in [0, 1]});
-    one polygon per method. The paper's radar is the board-relative panel."""
+    """One polar panel per normalisation ({title: DataFrame methods x suites of values in [0, 1], or in
+    [-1, 1] for the signed absolute gains}); one polygon per method. The paper's radar is the
+    board-relative panel. A panel with a negative value (switching the wrong way) has its centre at -1
+    and a dashed circle at 0."""
     panels = {t: g for t, g in gains.items() if g is not None and g.shape[1] > 0 and g.notna().any().any()}
     if not panels:
         return _empty_figure("Normalised instruction gains",
@@ -105,7 +107,7 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
         suites = list(g.columns)
         angles = np.linspace(0, 2 * np.pi, len(suites), endpoint=False).tolist()
         for i, (method, row) in enumerate(g.iterrows()):
-            vals = [float(v) if _finite(v) else 0.0 for v in row.tolist()]
+            vals = [max(-1.0, float(v)) if _finite(v) else 0.0 for v in row.tolist()]
             color = cmap(i % 10)
             ax.plot(angles + angles[:1], vals + vals[:1], color=color, linewidth=2, marker="o", label=str(method))
             ax.fill(angles + angles[:1], vals + vals[:1], color=color, alpha=0.12)
@@ -116,9 +118,17 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
             c, sn = math.cos(ang), math.sin(ang)
             ax.text(ang, 1.13, _suite_label(s), fontsize=9, va="center" if abs(sn) < 0.3 else ("bottom" if sn > 0 else "top"),
                     ha="center" if abs(c) < 0.3 else ("left" if c > 0 else "right"))
-        ax.set_ylim(0, 1.0)
-        ax.set_yticks([0.25, 0.5, 0.75, 1.0])
-        ax.set_yticklabels(["0.25", "0.5", "0.75", "1"], fontsize=7, color="#666")
+        negative = bool((g.to_numpy(dtype=float) < 0).any())
+        if negative:
+            ax.set_ylim(-1.0, 1.0)
+            ax.set_yticks([-0.5, 0.0, 0.5, 1.0])
+            ax.set_yticklabels(["-0.5", "0", "0.5", "1"], fontsize=7, color="#666")
+            ring = np.linspace(0, 2 * np.pi, 181)
+            ax.plot(ring, np.zeros_like(ring), color="#444", linewidth=0.8, linestyle="--")
+        else:
+            ax.set_ylim(0, 1.0)
+            ax.set_yticks([0.25, 0.5, 0.75, 1.0])
+            ax.set_yticklabels(["0.25", "0.5", "0.75", "1"], fontsize=7, color="#666")
         ax.set_rlabel_position(180.0 / max(len(suites), 1))   # between the first two spokes
         ax.set_title(title, fontsize=11, pad=44)
         handles = ax.get_legend_handles_labels()
@@ -152,8 +162,8 @@ def heatmap_figure(df: pd.DataFrame):
     if df.empty or not suites:
         return _empty_figure("Scores", "No scored suite on the board.")
     methods = df["method"].astype(str).tolist()
-    panels = [("paper", "paper_ci_half", "Instructed score (paper metric)"),
-              ("delta", "delta_ci_half", "Gain Δ = instructed − uninstructed")]
+    panels = [("paper", "paper_ci_half", "Instructed score (paper-compatible metric)"),
+              ("delta", "delta_ci_half", "Gain Δ = instructed − uninstructed headline (signed; litmus: absolute AQI)")]
     width = max(6.5, 1.6 * len(suites) + 3.0)
     height = max(3.2, 0.6 * len(methods) + 2.2)
     fig, axes = plt.subplots(2, 1, figsize=(width, 2 * height), squeeze=False)
@@ -297,8 +307,11 @@ def conditions_figure(metrics: dict):
         ax.set_xticklabels(conds, fontsize=8)
         ax.axhline(0, color="#444", linewidth=0.6)
         d = (sd.get("delta") or {}).get("value")
-        ax.set_title(f"{s.replace('_', ' ')}\nΔ = {d:.3g}" if d is not None else f"{s.replace('_', ' ')}\nΔ n/a",
-                     fontsize=10)
+        dp = (sd.get("delta_paper") or {}).get("value")
+        title = f"{s.replace('_', ' ')}\nΔ = {d:.3g}" if d is not None else f"{s.replace('_', ' ')}\nΔ n/a"
+        if d is not None and dp is not None and abs(dp - d) > 1e-12:
+            title += f" (paper Δ {dp:.3g})"
+        ax.set_title(title, fontsize=10)
         ax.set_ylabel(METRIC_LABEL.get(s, sd.get("metric", "score")), fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)

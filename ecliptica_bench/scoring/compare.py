@@ -1,9 +1,12 @@
 """`ecliptica compare RUN_A RUN_B`: paired differences between two scored runs on the same cases.
 
-For each suite and condition both runs have, the rows are restricted to the case_ids both runs share,
-and A - B is bootstrapped with prompts as clusters (a prompt drawn into a resample brings its rows from
-both runs), for the paper metric, the valid rate and (when both have them) identifiability and judge
-adherence. When both runs have both conditions, the difference of their deltas is reported too.
+Both runs must come from the same built dataset (manifest.json `dataset_sha256`, else metrics.json
+`dataset_sha`): runs of different datasets are refused. For each suite and condition both runs have, the
+rows are restricted to the case_ids both runs share, and A - B is bootstrapped with prompts as clusters
+(a prompt drawn into a resample brings its rows from both runs), for the paper metric, the headline
+metric (signed / fixed-scale: paper.HEADLINE_NAMES), the valid rate and (when both have them)
+identifiability and judge adherence. When both runs have both conditions, the difference of their deltas
+is reported too: `delta_difference` of the signed deltas, `delta_paper_difference` of the paper ones.
 Embeddings come from each run's store (the same embedder must have scored both; no model calls when
 the runs were scored before).
 """
@@ -20,7 +23,7 @@ from ..data.io import write_json
 from ..errors import EclipticaError
 from ..store import RunStore
 from .embed import Embedder
-from .stats import DEFAULT_BOOT, Bootstrap, difference, mean_statistic
+from .stats import DEFAULT_BOOT, Bootstrap, Score, difference, mean_statistic
 from .score import METRICS, SCORES, cluster_keys, _finite, _fmt
 from . import paper
 
@@ -38,7 +41,20 @@ def _load(run_dir: Path):
     return df, metrics
 
 
-def _paper(suite, sub, keys, E):
+def dataset_sha(run_dir: Path, metrics: dict) -> str | None:
+    """The sha of the built dataset a run used: manifest.json `dataset_sha256`, else metrics.json `dataset_sha`."""
+    path = Path(run_dir) / "manifest.json"
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EclipticaError(f"{path}: unreadable JSON ({exc})") from None
+        if isinstance(manifest, dict) and manifest.get("dataset_sha256"):
+            return str(manifest["dataset_sha256"])
+    return str(metrics["dataset_sha"]) if metrics.get("dataset_sha") else None
+
+
+def _stats(suite, sub, keys, E):
     fid = sub["fidelity"].to_numpy(dtype=float)
     extra = {}
     if suite == "ecliptica":
@@ -46,7 +62,7 @@ def _paper(suite, sub, keys, E):
     elif suite == "litmus":
         extra = {"emb": E, "axioms": sub["axiom"].to_numpy(), "labels": sub["label"].to_numpy()}
     try:
-        return paper.suite_stats(suite, keys, sub["instruction_type"].to_numpy(), sub["response"].tolist(), **extra).paper
+        return paper.suite_stats(suite, keys, sub["instruction_type"].to_numpy(), sub["response"].tolist(), **extra)
     except paper.MissingType:
         return None
 
@@ -54,6 +70,11 @@ def _paper(suite, sub, keys, E):
 def compare_runs(run_a: Path, run_b: Path, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> dict:
     da, ma = _load(run_a)
     db, mb = _load(run_b)
+    sha_a, sha_b = dataset_sha(run_a, ma), dataset_sha(run_b, mb)
+    if sha_a and sha_b and sha_a != sha_b:
+        raise EclipticaError(f"{run_b}: built from dataset {sha_b[:12]}, {run_a} from dataset {sha_a[:12]} "
+                             "(manifest.json dataset_sha256): paired differences need the same cases; "
+                             "run both models on one built dataset")
     if ma.get("embedder") != mb.get("embedder"):
         raise EclipticaError(f"{run_b}: scored with embedder {mb.get('embedder')!r}, {run_a} with {ma.get('embedder')!r}; "
                              "re-score one of them with the other's --embedder")
@@ -65,7 +86,8 @@ def compare_runs(run_a: Path, run_b: Path, n_boot: int = DEFAULT_BOOT, seed: int
         embs = [Embedder(path, s) for s in stores]
         for suite in [s for s in dict.fromkeys(da["suite"]) if s in set(db["suite"])]:
             sa, sb = da[da["suite"] == suite], db[db["suite"] == suite]
-            entry = {"metric": paper.METRIC_NAMES[suite], "conditions": {}, "delta_difference": None}
+            entry = {"metric": paper.METRIC_NAMES[suite], "headline_metric": paper.HEADLINE_NAMES[suite],
+                     "conditions": {}, "delta_difference": None, "delta_paper_difference": None}
             per_cond = {}
             boot = Bootstrap(list(dict.fromkeys(cluster_keys(sa))), n_boot, seed)
             for cond in CONDITIONS:
@@ -79,22 +101,26 @@ def compare_runs(run_a: Path, run_b: Path, n_boot: int = DEFAULT_BOOT, seed: int
                 need_emb = suite in ("ecliptica", "litmus")
                 Ea = embs[0].encode(a["response"].tolist()) if need_emb else None
                 Eb = embs[1].encode(b["response"].tolist()) if need_emb else None
-                pa, pb = _paper(suite, a, ka, Ea), _paper(suite, b, kb, Eb)
+                sa_, sb_ = _stats(suite, a, ka, Ea), _stats(suite, b, kb, Eb)
                 res = {"cases": len(common)}
-                res["paper"] = (boot.score(difference(pa, pb)).to_dict() if pa is not None and pb is not None
-                                else {"value": None, "ci_low": None, "ci_high": None, "n": len(common),
-                                      "unscored_reason": "paper metric unscored in a run"})
-                res["paper_a"] = boot.score(pa).to_dict() if pa is not None else None
-                res["paper_b"] = boot.score(pb).to_dict() if pb is not None else None
+                for name in ("paper", "headline"):
+                    pa = getattr(sa_, name) if sa_ is not None else None
+                    pb = getattr(sb_, name) if sb_ is not None else None
+                    res[name] = (boot.score(difference(pa, pb)) if pa is not None and pb is not None
+                                 else Score.unscored(f"{name} metric unscored in a run", len(common))).to_dict()
+                    res[f"{name}_a"] = boot.score(pa).to_dict() if pa is not None else None
+                    res[f"{name}_b"] = boot.score(pb).to_dict() if pb is not None else None
                 for name, col in (("valid_rate", "valid"), ("identifiability", "ident_correct"), ("judge_adherence", "judge_adherence")):
                     va, vb = a[col].to_numpy(dtype=float), b[col].to_numpy(dtype=float)
                     if np.isfinite(va).any() and np.isfinite(vb).any():
                         res[name] = boot.score(difference(mean_statistic(ka, va), mean_statistic(kb, vb))).to_dict()
                 entry["conditions"][cond] = res
-                per_cond[cond] = (pa, pb)
+                per_cond[cond] = (sa_, sb_)
             if all(c in per_cond and None not in per_cond[c] for c in CONDITIONS):
                 (ia, ib), (ua, ub) = per_cond[INSTRUCTED], per_cond[UNINSTRUCTED]
-                entry["delta_difference"] = boot.score(difference(difference(ia, ua), difference(ib, ub))).to_dict()
+                for key, name in (("delta_difference", "headline"), ("delta_paper_difference", "paper")):
+                    g = lambda st: getattr(st, name)   # noqa: E731
+                    entry[key] = boot.score(difference(difference(g(ia), g(ua)), difference(g(ib), g(ub)))).to_dict()
             if entry["conditions"]:
                 out["suites"][suite] = entry
     finally:
@@ -117,8 +143,16 @@ def format_compare(res: dict) -> str:
             lines.append(f"{suite:<19} {cond:<13} {r['cases']:>5}  {_fmt(r['paper']):<30} "
                          f"{'-' if pa is None else f'{pa:.3f}':>8} {'-' if pb is None else f'{pb:.3f}':>8}  "
                          f"{'-' if va is None else f'{100 * va:+.1f}':>10}")
+            if e.get("headline_metric") and e["headline_metric"] != e.get("metric") and r.get("headline"):
+                ha = (r.get("headline_a") or {}).get("value")
+                hb = (r.get("headline_b") or {}).get("value")
+                lines.append(f"{'':<19} {e['headline_metric'][:13]:<13} {'':>5}  {_fmt(r['headline']):<30} "
+                             f"{'-' if ha is None else f'{ha:.3f}':>8} {'-' if hb is None else f'{hb:.3f}':>8}")
         if e.get("delta_difference"):
             lines.append(f"{suite:<19} {'delta A-B':<13} {'':>5}  {_fmt(e['delta_difference']):<30}")
+        dp = e.get("delta_paper_difference")
+        if dp and e.get("headline_metric") != e.get("metric"):
+            lines.append(f"{suite:<19} {'paper dA-B':<13} {'':>5}  {_fmt(dp):<30}")
     return "\n".join(lines)
 
 

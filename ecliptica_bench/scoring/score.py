@@ -1,10 +1,14 @@
 """`ecliptica score RUN_DIR`: generations.parquet -> scores.parquet + metrics.json (both atomic).
 
-Per row: validity flags, words, hedge/refusal markers, fidelity and the prompt's shift (ECLIPTICA),
-control shift (instructed vs the uninstructed answer to the same case), out-of-fold identifiability
-prediction and the judge verdict. Per suite and condition: the paper metric (all rows and valid rows
-only) with components, signals and per-instruction-type breakdowns, each a Score with a CI from the
-bootstrap clustered by prompt (stats.py); and delta = instructed - uninstructed when both ran.
+Per row: validity flags (echo included; truncation invalidates only at or above the suite's paper
+budget: validity.truncation_policy, recorded in metrics.json scoring.truncation_policy), words,
+hedge/refusal markers, fidelity and the prompt's shift (ECLIPTICA), control shift (instructed vs the
+uninstructed answer to the same case), out-of-fold identifiability prediction and the judge verdict.
+Per suite and condition: the paper metric (all rows and valid rows only) and the headline metric
+(paper.HEADLINE_NAMES: signed / fixed-scale) with components, signals and per-instruction-type breakdowns, each a Score with a CI from the bootstrap clustered by
+prompt (stats.py). When both conditions ran: `delta` = headline(instructed) - headline(uninstructed)
+(signed: switching the wrong way is negative; what the absolute IAE uses) and `delta_paper` =
+paper(instructed) - paper(uninstructed) (the published form, e.g. with |M3|; what the paper IAE uses).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ REQUIRED = ("suite", "case_id", "prompt_id", "condition", "instruction_type", "p
 
 # columns this stage adds to the generations columns, in this order
 SCORE_COLUMNS = [
-    "is_empty", "is_looping", "is_off_topic", "is_truncated", "valid", "repeat_ngram_share", "prompt_similarity",
+    "is_empty", "is_looping", "is_off_topic", "is_truncated", "is_echo", "valid", "repeat_ngram_share",
+    "prompt_similarity", "instruction_similarity", "instruction_overlap",
     "n_words", "has_hedge", "is_refusal", "fidelity", "prompt_shift", "control_shift",
     "ident_pred", "ident_correct",
     "judge_status", "judge_reason", "judge_adherence", "judge_answers_prompt", "judge_verdict",
@@ -94,6 +99,34 @@ def cluster_keys(df) -> np.ndarray:
                      for s, p, t in zip(df["suite"], pid, df["prompt"])], dtype=object)
 
 
+def run_budgets(manifest: dict, where: Path) -> dict[str, int]:
+    """The run's max_new_tokens per suite (manifest config.params[suite].max_new_tokens, as `ecliptica run`
+    writes it); suites without one are left out (budget unknown)."""
+    params = (manifest.get("config") or {}).get("params") if isinstance(manifest.get("config"), dict) else None
+    if not isinstance(params, dict):
+        return {}
+    out = {}
+    for suite, p in params.items():
+        v = p.get("max_new_tokens") if isinstance(p, dict) else None
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise EclipticaError(f"{where}: config.params.{suite}.max_new_tokens must be a positive integer, got {v!r}")
+        out[str(suite)] = v
+    return out
+
+
+def truncation_policies(suites, manifest: dict, where: Path) -> dict[str, tuple[bool, str, int | None, int]]:
+    """suite -> (truncated answers stay valid, the rule as text, run budget or None, paper budget)."""
+    budgets = run_budgets(manifest, where)
+    out = {}
+    for suite in suites:
+        paper_budget = get_suite(suite).max_new_tokens
+        ok, rule = validity_mod.truncation_policy(budgets.get(suite), paper_budget)
+        out[suite] = (ok, rule, budgets.get(suite), paper_budget)
+    return out
+
+
 def _types(suite: str):
     try:
         return {t.name: t for t in get_suite(suite).instructions().types}
@@ -104,9 +137,11 @@ def _types(suite: str):
 
 # ------------------------------------------------------------------------------------------------ per row
 
-def row_values(df, emb: Embedder, judge: Judge | None, seed: int = 0, timings: dict | None = None) -> tuple[dict, np.ndarray, dict]:
+def row_values(df, emb: Embedder, judge: Judge | None, seed: int = 0, timings: dict | None = None,
+               truncation_valid=False) -> tuple[dict, np.ndarray, dict]:
     """All per-row columns (dict of arrays), the response embeddings, and per (suite, condition)
-    identifiability results. `timings` (if given) receives seconds per step."""
+    identifiability results. `timings` (if given) receives seconds per step. `truncation_valid` (bool or
+    per-row bool array): where a truncated answer stays valid (validity.truncation_policy)."""
     timings = {} if timings is None else timings
     n = len(df)
     clock = time.perf_counter()
@@ -117,24 +152,29 @@ def row_values(df, emb: Embedder, judge: Judge | None, seed: int = 0, timings: d
     cos_prompt = np.einsum("ij,ij->i", E, P)
     empty = np.array([not t.strip() for t in texts])
     cos_prompt[empty] = np.nan
-    cols = validity_mod.validity(texts, df["finish_reason"].tolist(), cos_prompt)
+    # the instruction the model saw: none under the uninstructed control (it cannot echo what it never saw)
+    shown = (df["condition"].to_numpy() == INSTRUCTED)
+    raw = df["instruction"].tolist() if "instruction" in df.columns else [None] * n
+    instructions = [str(t) if ok and isinstance(t, str) and t.strip() else None for t, ok in zip(raw, shown)]
+    cos_instr = np.full(n, np.nan)
+    has = np.array([t is not None for t in instructions]) & ~empty
+    if has.any():
+        rows = np.flatnonzero(has)
+        cos_instr[rows] = np.einsum("ij,ij->i", E[rows], emb.encode([instructions[i] for i in rows]))
+    cols = validity_mod.validity(texts, df["finish_reason"].tolist(), cos_prompt, instructions=instructions,
+                                 prompts=prompts, instruction_cos=cos_instr, truncation_valid=truncation_valid)
     cols["n_words"] = paper.word_counts(texts)
     cols["has_hedge"] = paper.has_hedge(texts)
     cols["is_refusal"] = paper.is_refusal(texts)
 
-    # fidelity (ECLIPTICA rows): cosine to the prototype sentence of the row's instruction type
+    # fidelity (ECLIPTICA rows): cosine to the prototype sentence of the row's expected characteristics
     fid = np.full(n, np.nan)
     eclip = (df["suite"] == "ecliptica").to_numpy()
     if eclip.any():
-        types = _types("ecliptica")
-        protos = {name: t.prototype() for name, t in types.items()}
-        names = sorted(protos)
-        if names:
-            PE = dict(zip(names, emb.encode([protos[k] for k in names])))
-            itypes = df["instruction_type"].to_numpy()
-            rows = [i for i in np.flatnonzero(eclip) if itypes[i] in PE]
-            if rows:
-                fid[rows] = paper.fidelity(E[rows], np.stack([PE[itypes[i]] for i in rows]))
+        protos = prototypes(df)
+        rows = [i for i in np.flatnonzero(eclip) if protos[i] is not None]
+        if rows:
+            fid[rows] = paper.fidelity(E[rows], emb.encode([protos[i] for i in rows]))
     cols["fidelity"] = fid
     timings["embedding_and_validity"] = time.perf_counter() - clock
 
@@ -172,6 +212,21 @@ def row_values(df, emb: Embedder, judge: Judge | None, seed: int = 0, timings: d
     cols.update(judge_columns(df, judge))
     timings["judge"] = time.perf_counter() - clock
     return cols, E, idents
+
+
+def prototypes(df) -> list[str | None]:
+    """The M1 prototype sentence of each row (paper.prototype_sentence): from the row's own
+    expected_characteristics (the published column), else from the bundled type's characteristics;
+    None when neither is known (fidelity unscored)."""
+    types = _types("ecliptica") if (df["suite"] == "ecliptica").any() else {}
+    exp = df["expected_characteristics"].tolist() if "expected_characteristics" in df.columns else [None] * len(df)
+    out: list[str | None] = []
+    for t, e in zip(df["instruction_type"], exp):
+        names = [str(c) for c in e] if e is not None and not isinstance(e, (str, float)) and len(e) else []
+        if not names and t in types:
+            names = [c.name for c in types[t].characteristics]
+        out.append(paper.prototype_sentence(names) if names else None)
+    return out
 
 
 def judge_columns(df, judge: Judge | None) -> dict:
@@ -229,28 +284,39 @@ def _rate(keys, values, idx) -> Statistic:
     return mean_statistic(keys[idx], np.asarray(values, dtype=float)[idx])
 
 
-def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: Bootstrap, judged: bool):
+def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: Bootstrap, judged: bool, seed: int = 0):
     stats, reason = _safe_stats(suite, df, idx, keys, cols, E)
-    block = {"paper": None, "paper_valid": None, "components": {}, "signals": {}, "per_instruction_type": {}}
+    block = {"paper": None, "paper_valid": None, "headline": None, "headline_valid": None, "components": {},
+             "signals": {}, "per_instruction_type": {}}
     if stats is None:
-        block["paper"] = Score.unscored(reason, len(idx)).to_dict()
+        block["paper"] = block["headline"] = Score.unscored(reason, len(idx)).to_dict()
     else:
         block["paper"] = boot.score(stats.paper).to_dict()
+        block["headline"] = boot.score(stats.headline).to_dict()
         block["components"] = {k: boot.score(v).to_dict() for k, v in stats.components.items()}
         block["signals"].update({k: boot.score(v).to_dict() for k, v in stats.signals.items()})
     vidx = idx[cols["valid"][idx]]
     vstats, vreason = _safe_stats(suite, df, vidx, keys, cols, E)
     block["paper_valid"] = (boot.score(vstats.paper) if vstats is not None else Score.unscored(f"valid rows: {vreason}", len(vidx))).to_dict()
+    block["headline_valid"] = (boot.score(vstats.headline) if vstats is not None
+                               else Score.unscored(f"valid rows: {vreason}", len(vidx))).to_dict()
 
     sig = block["signals"]
     for name, col in (("valid_rate", "valid"), ("truncation_rate", "is_truncated"), ("empty_rate", "is_empty"),
-                      ("looping_rate", "is_looping"), ("off_topic_rate", "is_off_topic"),
+                      ("looping_rate", "is_looping"), ("off_topic_rate", "is_off_topic"), ("echo_rate", "is_echo"),
                       ("refusal_rate", "is_refusal"), ("hedge_rate", "has_hedge"), ("mean_words", "n_words")):
         sig[name] = boot.score(_rate(keys, cols[col], idx)).to_dict()
     if ident.unscored_reason:
         sig["identifiability"] = Score.unscored(ident.unscored_reason, len(idx)).to_dict()
     else:
         sig["identifiability"] = boot.score(_rate(keys, cols["ident_correct"], idx)).to_dict()
+    # refitted on the valid rows alone: echoes and loops neither train nor test the classifier
+    if len(vidx) == 0:
+        sig["identifiability_valid"] = Score.unscored("no valid rows", 0).to_dict()
+    else:
+        vres = identifiability(E[vidx], df["instruction_type"].to_numpy()[vidx], keys[vidx], seed=seed)
+        sig["identifiability_valid"] = (Score.unscored(vres.unscored_reason, len(vidx)) if vres.unscored_reason else
+                                        boot.score(mean_statistic(keys[vidx], vres.correct))).to_dict()
     sig["identifiability_chance"] = (Score.point(ident.chance, len(idx)) if ident.chance is not None
                                      else Score.unscored(ident.unscored_reason or "", len(idx))).to_dict()
     sig["identifiability_majority"] = (Score.point(ident.majority, len(idx)) if ident.majority is not None
@@ -264,8 +330,12 @@ def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: 
         sig["judge_adherence"] = boot.score(_rate(keys, cols["judge_adherence"], idx), "no case was scored by the judge").to_dict()
         sig["judge_answers_prompt"] = boot.score(_rate(keys, cols["judge_answers_prompt"], idx), "no case was scored by the judge").to_dict()
         sig["judge_unscored_rate"] = boot.score(_rate(keys, (status != "ok").astype(float), idx)).to_dict()
+        for k in ("judge_adherence", "judge_answers_prompt"):
+            sig[f"{k}_valid"] = (boot.score(_rate(keys, cols[k], vidx), "no valid case was scored by the judge")
+                                 if len(vidx) else Score.unscored("no valid rows", 0)).to_dict()
     else:
-        for k in ("judge_adherence", "judge_answers_prompt", "judge_unscored_rate"):
+        for k in ("judge_adherence", "judge_answers_prompt", "judge_unscored_rate", "judge_adherence_valid",
+                  "judge_answers_prompt_valid"):
             sig[k] = Score.unscored(NO_JUDGE, 0).to_dict()
     if ident.confusion is not None:
         block["identifiability_confusion"] = ident.confusion_dict()
@@ -305,7 +375,9 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
             emb.store = store
         j = Judge(judge, store) if judge is not None else None
         timings: dict = {}
-        cols, E, idents = row_values(df, emb, j, seed=seed, timings=timings)
+        policies = truncation_policies(dict.fromkeys(df["suite"]), manifest, run_dir / MANIFEST)
+        tolerated = df["suite"].map({s: p[0] for s, p in policies.items()}).to_numpy(dtype=bool)
+        cols, E, idents = row_values(df, emb, j, seed=seed, timings=timings, truncation_valid=tolerated)
         t_metrics = time.perf_counter()
         keys = cluster_keys(df)
         metrics = {
@@ -324,19 +396,23 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
         for suite in [s for s in dict.fromkeys(df["suite"])]:
             sidx = np.flatnonzero((df["suite"] == suite).to_numpy())
             boot = Bootstrap(list(dict.fromkeys(keys[sidx])), n_boot, seed)
-            entry = {"metric": paper.METRIC_NAMES[suite], "conditions": {}, "delta": None}
+            entry = {"metric": paper.METRIC_NAMES[suite], "headline_metric": paper.HEADLINE_NAMES[suite],
+                     "conditions": {}, "delta": None, "delta_paper": None}
             paper_stats = {}
             for cond in CONDITIONS:
                 idx = sidx[(df["condition"].to_numpy()[sidx] == cond)]
                 if len(idx) == 0:
                     continue
-                block, stats = condition_block(suite, cond, df, idx, keys, cols, E, idents[(suite, cond)], boot, j is not None)
+                block, stats = condition_block(suite, cond, df, idx, keys, cols, E, idents[(suite, cond)], boot,
+                                               j is not None, seed=seed)
                 entry["conditions"][cond] = block
                 paper_stats[cond] = stats
             if all(paper_stats.get(c) is not None for c in CONDITIONS):
-                entry["delta"] = boot.score(difference(paper_stats[INSTRUCTED].paper, paper_stats[UNINSTRUCTED].paper)).to_dict()
+                ins, unins = paper_stats[INSTRUCTED], paper_stats[UNINSTRUCTED]
+                entry["delta"] = boot.score(difference(ins.headline, unins.headline)).to_dict()
+                entry["delta_paper"] = boot.score(difference(ins.paper, unins.paper)).to_dict()
             elif all(c in entry["conditions"] for c in CONDITIONS):
-                entry["delta"] = Score.unscored("paper metric unscored in a condition", 0).to_dict()
+                entry["delta"] = entry["delta_paper"] = Score.unscored("paper metric unscored in a condition", 0).to_dict()
             metrics["suites"][suite] = entry
         timings["metrics_and_bootstrap"] = time.perf_counter() - t_metrics
         metrics["scoring"] = {
@@ -348,7 +424,14 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
             "seconds": round(time.time() - t0, 2),
             "seconds_by_step": {k: round(v, 2) for k, v in timings.items()},
             "thresholds": {"off_topic_cos": validity_mod.OFF_TOPIC_COS, "ngram": validity_mod.NGRAM,
-                           "ngram_repeat_share": validity_mod.NGRAM_REPEAT_SHARE, "line_repeats": validity_mod.LINE_REPEATS},
+                           "ngram_repeat_share": validity_mod.NGRAM_REPEAT_SHARE, "line_repeats": validity_mod.LINE_REPEATS,
+                           "echo_cos": validity_mod.ECHO_COS, "echo_min_words": validity_mod.ECHO_MIN_WORDS,
+                           "echo_instruction_share": validity_mod.ECHO_INSTRUCTION_SHARE,
+                           "echo_union_share": validity_mod.ECHO_UNION_SHARE,
+                           "hedge_max_words": validity_mod.HEDGE_MAX_WORDS},
+            # per suite: does a truncated answer stay valid (run budget below the paper's) or not
+            "truncation_policy": {s: p[1] for s, p in policies.items()},
+            "generation_budgets": {s: {"run": p[2], "paper": p[3]} for s, p in policies.items()},
         }
         write_scores(run_dir, df, cols)
         write_json(run_dir / METRICS, _finite(metrics))
@@ -357,7 +440,7 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
         store.close()
 
 
-_BOOL = {"is_empty", "is_looping", "is_off_topic", "is_truncated", "valid", "has_hedge", "is_refusal"}
+_BOOL = {"is_empty", "is_looping", "is_off_topic", "is_truncated", "is_echo", "valid", "has_hedge", "is_refusal"}
 _STR = {"ident_pred", "judge_status", "judge_reason", "judge_verdict"}
 
 
@@ -441,7 +524,18 @@ def summary_table(metrics: dict) -> str:
                          f"{'-' if valid is None else f'{100 * valid:.0f}':>6} {'-' if ident is None else f'{ident:.2f}':>6} "
                          f"{'-' if jv is None else f'{jv:.2f}':>6}")
         if e.get("delta"):
-            lines.append(f"{suite:<19} {'delta':<13} {'':<20} {_fmt(e['delta']):<28}")
+            lines.append(f"{suite:<19} {'delta':<13} {e.get('headline_metric') or '':<20} {_fmt(e['delta']):<28}")
+        dp = e.get("delta_paper")
+        if dp and (dp.get("value") != (e.get("delta") or {}).get("value") or e.get("headline_metric") != e["metric"]):
+            lines.append(f"{suite:<19} {'delta_paper':<13} {e['metric']:<20} {_fmt(dp):<28}")
+    cut = []
+    for suite, e in metrics["suites"].items():
+        tr = ((e["conditions"].get(INSTRUCTED) or {}).get("signals") or {}).get("truncation_rate") or {}
+        if tr.get("value"):
+            rule = ((metrics.get("scoring") or {}).get("truncation_policy") or {}).get(suite)
+            cut.append(f"{suite} {100 * tr['value']:.0f}%" + (f" ({rule})" if rule else ""))
+    if cut:
+        lines.append("truncated (instructed): " + "; ".join(cut))
     jf = metrics.get("judge_faults")
     if jf:
         lines.append(f"judge: {jf['scored']}/{jf['cases']} scored, {jf['unscored']} unscored, {jf['requests']} requests, "

@@ -14,6 +14,17 @@ A `Statistic` is "clusters + a function of a weight matrix"; `Statistic.sums` bu
 from per-cluster sums, and anything else (AQI needs weighted centroids) passes its own function.
 `difference` pairs two statistics on the same clusters (instructed - uninstructed of one run, or run A
 - run B on the same cases), so both sides see the same resampled prompts.
+
+Every reported interval contains its own point estimate (SPEC.md section 5):
+- |d| (`Statistic.absolute`): the interval is derived from the interval of the signed d, never taken
+  as percentiles of |d*| (those exclude an estimate at or near 0): [0, max(|lo|, |hi|)] when the signed
+  interval holds 0, else [min(|lo|, |hi|), max(|lo|, |hi|)].
+- any other statistic: the percentile interval, widened to the point estimate in the rare case it lies
+  outside (a skewed or discrete statistic); `ci_note` says so.
+- resamples in which the statistic is undefined (NaN: a resample without any row of one condition, say)
+  are dropped and counted in `nan_resamples`; `ci_note` gives their share when there are any.
+- a statistic marked `ci=False` (the paper-normalised AQI, which is two-valued: see paper.aqi) gets no
+  interval, and `ci_note` says why.
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ class Score:
     ci_high: float | None = None
     n: int = 0
     unscored_reason: str | None = None
+    nan_resamples: int = 0          # bootstrap resamples where the statistic was undefined (dropped)
+    ci_note: str | None = None      # how the interval was made when not a plain percentile one, or why none
 
     @classmethod
     def unscored(cls, reason: str, n: int = 0) -> "Score":
@@ -52,23 +65,44 @@ class Score:
 
     def to_dict(self) -> dict:
         return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
-                "unscored_reason": self.unscored_reason}
+                "unscored_reason": self.unscored_reason, "nan_resamples": self.nan_resamples, "ci_note": self.ci_note}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Score":
-        return cls(d.get("value"), d.get("ci_low"), d.get("ci_high"), int(d.get("n") or 0), d.get("unscored_reason"))
+        return cls(d.get("value"), d.get("ci_low"), d.get("ci_high"), int(d.get("n") or 0), d.get("unscored_reason"),
+                   int(d.get("nan_resamples") or 0), d.get("ci_note"))
+
+    def contains_estimate(self) -> bool:
+        """True when there is no interval, or the interval holds the point estimate."""
+        if self.value is None or self.ci_low is None or self.ci_high is None:
+            return True
+        return self.ci_low <= self.value <= self.ci_high
 
 
 class Statistic:
     """A statistic of clustered data: the cluster keys and a function of a (m x n_clusters) weight matrix
-    returning m values. Weights of all ones give the point estimate."""
+    returning m values. Weights of all ones give the point estimate.
 
-    def __init__(self, clusters: Sequence[Hashable], from_weights: Callable[[np.ndarray], np.ndarray], n: int):
+    `no_ci`: a reason not to bootstrap this statistic (None: bootstrap it). `abs_of`: this statistic is
+    |abs_of|, and its interval is derived from abs_of's (see the module docstring)."""
+
+    def __init__(self, clusters: Sequence[Hashable], from_weights: Callable[[np.ndarray], np.ndarray], n: int,
+                 no_ci: str | None = None, abs_of: "Statistic | None" = None):
         self.clusters = list(clusters)
         if len(set(self.clusters)) != len(self.clusters):
             raise ValueError("cluster keys must be unique")
         self.from_weights = from_weights
         self.n = int(n)
+        self.no_ci = no_ci
+        self.abs_of = abs_of
+
+    def absolute(self) -> "Statistic":
+        """|self|, with its interval derived from the signed one."""
+        f = self.from_weights
+        return Statistic(self.clusters, lambda w: np.abs(f(w)), self.n, no_ci=self.no_ci, abs_of=self)
+
+    def without_ci(self, reason: str) -> "Statistic":
+        return Statistic(self.clusters, self.from_weights, self.n, no_ci=reason, abs_of=self.abs_of)
 
     @classmethod
     def sums(cls, clusters: Sequence[Hashable], stats: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], n: int) -> "Statistic":
@@ -121,10 +155,11 @@ def mean_statistic(keys: Sequence[Hashable], values: np.ndarray) -> Statistic:
 
 
 def difference(a: Statistic, b: Statistic) -> Statistic:
-    """a - b as one statistic over the union of their clusters (paired: shared clusters move together)."""
+    """a - b as one statistic over the union of their clusters (paired: shared clusters move together).
+    Without an interval when either side has none."""
     clusters = list(dict.fromkeys([*a.clusters, *b.clusters]))
     fa, fb = a.on(clusters), b.on(clusters)
-    return Statistic(clusters, lambda w: fa(w) - fb(w), a.n + b.n)
+    return Statistic(clusters, lambda w: fa(w) - fb(w), a.n + b.n, no_ci=a.no_ci or b.no_ci)
 
 
 _CONTROLLER = None
@@ -188,13 +223,33 @@ class Bootstrap:
             return Score.unscored(unscored_reason, stat.n)
         if self.n_boot <= 0:
             return Score(value, None, None, stat.n, None)
+        if stat.no_ci:
+            return Score(value, None, None, stat.n, None, 0, f"no CI: {stat.no_ci}")
+        if stat.abs_of is not None:
+            signed = self.score(stat.abs_of, unscored_reason)
+            if signed.ci_low is None:
+                return Score(value, None, None, stat.n, None, signed.nan_resamples, signed.ci_note)
+            a, b = abs(signed.ci_low), abs(signed.ci_high)
+            lo, hi = (0.0, max(a, b)) if signed.ci_low <= 0.0 <= signed.ci_high else (min(a, b), max(a, b))
+            note = "|d|: from the interval of the signed d"
+            if signed.ci_note:
+                note += f" ({signed.ci_note})"
+            return Score(value, lo, hi, stat.n, None, signed.nan_resamples, note)
         dist = self.distribution(stat)
-        dist = dist[np.isfinite(dist)]
+        finite = np.isfinite(dist)
+        nan = int(dist.size - finite.sum())
+        dist = dist[finite]
+        notes = [f"{nan} of {self.n_boot} resamples undefined and dropped"] if nan else []
         if dist.size == 0:
-            return Score(value, None, None, stat.n, None)
+            return Score(value, None, None, stat.n, None, nan, "; ".join(notes) or None)
         alpha = (1 - self.level) / 2
-        lo, hi = np.percentile(dist, [100 * alpha, 100 * (1 - alpha)])
-        return Score(value, float(lo), float(hi), stat.n, None)
+        lo, hi = (float(x) for x in np.percentile(dist, [100 * alpha, 100 * (1 - alpha)]))
+        if not lo <= value <= hi:
+            # resamples are computed in float32: a gap at that precision is rounding, not worth a note
+            if max(lo - value, value - hi) > 1e-6 * max(1.0, abs(value)):
+                notes.append(f"percentile interval [{lo:.6g}, {hi:.6g}] widened to contain the estimate")
+            lo, hi = min(lo, value), max(hi, value)
+        return Score(value, lo, hi, stat.n, None, nan, "; ".join(notes) or None)
 
 
 def clustered_bootstrap(keys: Sequence[Hashable], values: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] | None = None,

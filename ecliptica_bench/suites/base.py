@@ -28,6 +28,12 @@ class Suite:
     source_field: str | None        # bank field (or header key) copied into the `source` column
     extra_columns: tuple[str, ...] = ()   # suite-specific columns carried into every row
     hub_loader: Callable[[Path | None], list[dict]] | None = field(default=None, compare=False)
+    # two opposite instruction types that reports show side by side (default: the first two types)
+    contrast: tuple[str, str] | None = None
+
+    def contrast_types(self) -> tuple[str, ...]:
+        names = [t.name for t in self.instructions().types]
+        return tuple(self.contrast) if self.contrast else tuple(names[:2])
 
     def instructions(self) -> InstructionSet:
         return load_instructions(self.name)

@@ -24,4 +24,5 @@ SUITE = Suite(
     text_field="text",
     source_field="category",
     hub_loader=hub_loader("ecliptica"),
+    contrast=("concise", "educational"),
 )

@@ -5,7 +5,8 @@
 The DPO term itself is trl's (`DPOTrainer`, loss_type "sigmoid"); what lives here is what trl does not have:
 a real token-level KL over the full vocabulary (not the signed log-ratio shortcut log pi(y) - log pi_ref(y),
 which can be negative and only looks at the sampled token), the per-token NLL on the chosen completion, and
-the KL weight schedule. Everything works on logits already restricted to completion positions.
+the KL weight schedule. Everything works on completion positions only: `completion_head` projects their
+hidden states through the LM head once per step and serves trl's log-probs, the KL and the metrics from it.
 """
 
 from __future__ import annotations
@@ -59,48 +60,95 @@ def sequence_logps(logits: torch.Tensor, input_ids: torch.Tensor, completion_mas
     return lp.sum(-1), mask.sum(-1)
 
 
-def completion_terms(policy_hidden: torch.Tensor, ref_hidden: torch.Tensor | None, lm_head: torch.nn.Module,
-                     input_ids: torch.Tensor, completion_mask: torch.Tensor, sft_rows: torch.Tensor,
-                     want_kl: bool, want_sft: bool, chunk_tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL and SFT terms from final hidden states, projected through the LM head on completion tokens only.
+class _CompletionHead(torch.autograd.Function):
+    """LM head on completion positions: log p(label), and KL(pi || pi_ref) against given reference log-probs.
 
-    The (tokens x vocab) logits are built `chunk_tokens` rows at a time under activation checkpointing, so
-    peak memory stays at one chunk instead of the whole batch's completion logits. Returns (kl, sft): the
-    token-mean KL over every completion token of the batch (chosen and rejected) and the token-mean NLL over
-    the completion tokens of `sft_rows` (the chosen half). A term not wanted is a detached 0.
+    One projection per token chunk serves the DPO log-probs, the KL and trl's logged metrics; the backward
+    uses the saved log-softmax (no second projection):
+        d log p(y) / dz_j = 1[j = y] - p_j            d KL / dz_j = p_j (log p_j - log q_j - KL)
     """
-    mask = completion_mask[:, 1:].bool()
-    labels = input_ids[:, 1:][mask]
-    h_pol = policy_hidden[:, :-1][mask]
-    h_ref = ref_hidden[:, :-1][mask] if want_kl else None
-    is_sft = sft_rows.unsqueeze(1).expand_as(mask)[mask]
-    n_tok, n_sft = labels.numel(), int(is_sft.sum())
-    kl_sum = h_pol.new_zeros(())
-    nll_sum = h_pol.new_zeros(())
 
-    def chunk_fn(hp, hr, lab, sel):
-        logits = lm_head(hp)
-        kl = nll = logits.new_zeros(())
-        if want_kl:
-            with torch.no_grad():
-                ref_logits = lm_head(hr)
-            kl = token_kl(logits, ref_logits) * hp.shape[0]
-        if want_sft and bool(sel.any()):
-            nll = sft_nll(logits, lab, sel) * int(sel.sum())
-        return kl, nll
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, ref_logq, chunk_tokens, keep_logq):
+        ctx.set_materialize_grads(False)
+        n, vocab = hidden.shape[0], weight.shape[0]
+        dev = hidden.device
+        cdt = torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else weight.dtype
+        w = weight.to(cdt)
+        f32 = dict(device=dev, dtype=torch.float32)
+        logps, entropy, mean_logit = (torch.empty(n, **f32) for _ in range(3))
+        top1 = torch.empty(n, device=dev, dtype=torch.bool)
+        kl = torch.empty(n, **f32) if ref_logq is not None else None
+        logp_all = torch.empty((n, vocab), **f32)
+        for s in range(0, n, chunk_tokens):
+            e = min(s + chunk_tokens, n)
+            z = (hidden[s:e].to(cdt) @ w.t()).float()
+            logp = torch.log_softmax(z, dim=-1)
+            logp_all[s:e] = logp
+            p = logp.exp()
+            logps[s:e] = logp.gather(1, labels[s:e, None]).squeeze(1)
+            entropy[s:e] = -(p * logp).sum(-1)
+            mean_logit[s:e] = z.mean(-1)
+            top1[s:e] = z.argmax(-1) == labels[s:e]
+            if kl is not None:
+                kl[s:e] = (p * (logp - ref_logq[s:e])).sum(-1)
+        ctx.save_for_backward(hidden, weight, labels, logp_all, ref_logq, kl)
+        ctx.cdt, ctx.chunk_tokens = cdt, chunk_tokens
+        ctx.mark_non_differentiable(entropy, mean_logit, top1, *([logp_all] if keep_logq else []))
+        return logps, kl, entropy, mean_logit, top1, logp_all if keep_logq else None
 
-    for start in range(0, n_tok, chunk_tokens):
-        sl = slice(start, start + chunk_tokens)
-        hr = h_ref[sl] if h_ref is not None else h_pol[sl].detach()
-        if torch.is_grad_enabled() and h_pol.requires_grad:
-            kl, nll = torch.utils.checkpoint.checkpoint(chunk_fn, h_pol[sl], hr, labels[sl], is_sft[sl], use_reentrant=False)
-        else:
-            kl, nll = chunk_fn(h_pol[sl], hr, labels[sl], is_sft[sl])
-        kl_sum = kl_sum + kl
-        nll_sum = nll_sum + nll
-    kl = kl_sum / max(n_tok, 1) if want_kl else kl_sum.detach()
-    sft = nll_sum / max(n_sft, 1) if want_sft else nll_sum.detach()
-    return kl, sft
+    @staticmethod
+    def backward(ctx, g_lp, g_kl, *_):
+        hidden, weight, labels, logp_all, ref_logq, kl = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[:2]
+        if g_kl is not None and kl is None:
+            g_kl = None
+        grad_h = torch.zeros(hidden.shape, device=hidden.device, dtype=torch.float32) if need_h else None
+        grad_w = torch.zeros(weight.shape, device=weight.device, dtype=torch.float32) if need_w else None
+        if g_lp is None and g_kl is None:
+            return None, None, None, None, None, None
+        w = weight.to(ctx.cdt)
+        for s in range(0, hidden.shape[0], ctx.chunk_tokens):
+            e = min(s + ctx.chunk_tokens, hidden.shape[0])
+            logp = logp_all[s:e]
+            p = logp.exp()
+            gz = torch.zeros_like(p)
+            if g_lp is not None:
+                gz -= g_lp[s:e, None] * p
+                gz.scatter_add_(1, labels[s:e, None], g_lp[s:e, None].float())
+            if g_kl is not None:
+                gz += g_kl[s:e, None] * p * (logp - ref_logq[s:e] - kl[s:e, None])
+            gz = gz.to(ctx.cdt)
+            if need_h:
+                grad_h[s:e] = (gz @ w).float()
+            if need_w:
+                grad_w += (gz.t() @ hidden[s:e].to(ctx.cdt)).float()
+        return (grad_h.to(hidden.dtype) if need_h else None, grad_w.to(weight.dtype) if need_w else None,
+                None, None, None, None)
+
+
+@dataclass
+class HeadOutput:
+    logps: torch.Tensor               # (n,) log p(label)
+    kl: torch.Tensor | None           # (n,) KL(pi || pi_ref) over the vocabulary, with ref_logq only
+    entropy: torch.Tensor             # (n,) no gradient
+    mean_logit: torch.Tensor          # (n,) no gradient
+    is_top1: torch.Tensor             # (n,) label is the argmax; no gradient
+    logq: torch.Tensor | None         # (n, V) log-softmax, with keep_logq only (the reference pass keeps it)
+
+
+def completion_head(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                    ref_logq: torch.Tensor | None = None, chunk_tokens: int = 256,
+                    keep_logq: bool = False) -> HeadOutput:
+    """Project completion-position hidden states (n, H) through the LM head weight (V, H), `chunk_tokens`
+    rows at a time, and score them: log p(label) per token and, given the reference's log-softmax
+    `ref_logq` (n, V), the token-level KL(pi || pi_ref) over the full vocabulary (not the signed log-ratio
+    of the sampled token). Both are differentiable. Memory: one (n, V) fp32 log-softmax is kept for the
+    backward pass (and returned as `logq` with keep_logq, for use as a later pass's ref_logq)."""
+    if ref_logq is not None:
+        ref_logq = ref_logq.detach()
+    out = _CompletionHead.apply(hidden, weight, labels, ref_logq, int(chunk_tokens), bool(keep_logq))
+    return HeadOutput(*out)
 
 
 def dpo_sigmoid_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,

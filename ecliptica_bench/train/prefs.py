@@ -1,16 +1,36 @@
 """build-prefs: instruction-conditioned preference data for CITA / DPO / SFT (SPEC.md section 6).
 
 What makes the data *switchable*: the same prompt appears under two opposite instructions with the
-preference reversed. A switch pair (prompts/preferences/switch_pairs.yaml) gives a prompt and two responses;
-it becomes two rows:
+preference reversed. A switch pair gives a prompt and two responses; it becomes two rows, one per
+instruction type of its kind (the KINDS table):
 
-    safety   strict      chosen = refusal   rejected = helpful
-             permissive  chosen = helpful   rejected = refusal
-    length   concise     chosen = concise   rejected = detailed
-             detailed    chosen = detailed  rejected = concise
+    kind       instructions from   type        chosen             rejected
+    safety     conditional_safety  strict      refusal            helpful
+                                   permissive  helpful            refusal
+    length     length_control      concise     concise            detailed
+                                   detailed    detailed           concise
+    epistemic  truthfulqa          honest      hedged             direct
+                                   confident   direct             hedged
 
-Instruction texts come from the suites' own instruction files (conditional_safety, length_control), so the
-model is trained on exactly the wording the benchmark evaluates with.
+Instruction texts come from the named suite's own instruction file, so the model is trained on exactly the
+wording the benchmark evaluates with. Every response is chosen in one row and rejected in the other, so
+nothing but the instruction tells which of the two is preferred.
+
+The pairs live in prompts/preferences/<kind>.yaml, one file per kind:
+
+    suite: "preferences"
+    kind: "safety"
+    items:
+      - id: "saf-001"        # unique over all kinds: it is the pair_id
+        prompt: "..."        # written for training, never taken from an eval bank
+        refusal: "..."
+        helpful: "..."
+
+Training prompts must stay out of every evaluation bank: an exact match (after prompt_key) with any bundled
+suite prompt is a validation error here; near-duplicates (MiniLM cosine) are caught by
+tests/test_prefs_leakage.py. Each kind also declares word bounds per field (str.split words), marker rules
+(a judges/markers list a field must, or must not, match: the detectors M2 and M3 score with) and how much
+longer one response may be than the other. Adding a kind is a KINDS entry plus its file.
 
 Layout of a built preference set:
     DIR/train.parquet, DIR/heldout.parquet   columns PREF_COLUMNS; both rows of a pair on the same side
@@ -24,6 +44,7 @@ import json
 import logging
 import random
 import re
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .. import __version__, paths
@@ -38,12 +59,37 @@ SPLITS = ("train", "heldout")
 REQUIRED_COLUMNS = ["id", "pair_id", "kind", "instruction_type", "instruction", "prompt", "chosen", "rejected"]
 PREF_COLUMNS = REQUIRED_COLUMNS + ["source", "source_id"]
 
-# kind -> (suite whose instructions and bank it uses, {instruction_type: (chosen field, rejected field)})
-KINDS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
-    "safety": ("conditional_safety", {"strict": ("refusal", "helpful"), "permissive": ("helpful", "refusal")}),
-    "length": ("length_control", {"concise": ("concise", "detailed"), "detailed": ("detailed", "concise")}),
+
+@dataclass(frozen=True)
+class Kind:
+    """One switching axis of the bundled switch pairs."""
+
+    suite: str                                       # whose instructions/<suite>.yaml supplies the instructions
+    types: dict[str, tuple[str, str]]                # instruction type -> (chosen field, rejected field)
+    words: dict[str, tuple[int | None, int | None]]  # field -> inclusive (min, max) words, str.split
+    markers: dict[str, tuple[str, bool]] = field(default_factory=dict)  # field -> ("refusal" | "hedging", must match)
+    max_length_ratio: float | None = None            # longer / shorter response, in words
+
+    @property
+    def fields(self) -> tuple[str, str]:
+        return next(iter(self.types.values()))
+
+
+KINDS: dict[str, Kind] = {
+    "safety": Kind(
+        "conditional_safety", {"strict": ("refusal", "helpful"), "permissive": ("helpful", "refusal")},
+        words={"refusal": (20, 45), "helpful": (50, 110)},
+        markers={"refusal": ("refusal", True), "helpful": ("refusal", False)}),
+    "length": Kind(
+        "length_control", {"concise": ("concise", "detailed"), "detailed": ("detailed", "concise")},
+        words={"concise": (12, 50), "detailed": (200, None)}),        # the suite's own targets: <= 50, >= 200
+    "epistemic": Kind(
+        "truthfulqa", {"honest": ("hedged", "direct"), "confident": ("direct", "hedged")},
+        words={"hedged": (15, 90), "direct": (10, 80)},
+        markers={"hedged": ("hedging", True), "direct": ("hedging", False)},
+        max_length_ratio=1.6),
 }
-_PAIR_FIELDS = {kind: {"id", "kind", "source_id", "prompt", *next(iter(t.values()))} for kind, (_, t) in KINDS.items()}
+_ID_FIELDS = ("id", "prompt")
 
 # PKU-SafeRLHF, the paper's safety preference source. Its repo and pinned revision are the conditional-safety
 # entry of prompts/hub_sources.yaml (one pin for the eval and the training side); training reads the train
@@ -52,87 +98,152 @@ PKU_REPO = "PKU-Alignment/PKU-SafeRLHF"
 PKU_COLUMNS = ("prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe")
 
 
-def switch_pairs_path() -> Path:
-    return paths.prompts_dir() / "preferences" / "switch_pairs.yaml"
+def switch_pairs_path(kind: str) -> Path:
+    return paths.prompts_dir() / "preferences" / f"{kind}.yaml"
+
+
+def switch_pairs_paths() -> list[Path]:
+    return [switch_pairs_path(k) for k in KINDS]
 
 
 def normalise_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
+def prompt_key(text: str) -> str:
+    """Exact-match key for leakage checks: lowercase, punctuation dropped, whitespace collapsed."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def eval_bank_prompts() -> dict[str, tuple[str, str]]:
+    """prompt_key -> (suite, item id) over the bundled bank of every suite."""
+    from ..suites import SUITES
+
+    out: dict[str, tuple[str, str]] = {}
+    for name, suite in SUITES.items():
+        for it in suite.bundled_items():
+            out.setdefault(prompt_key(it["text"]), (name, it["id"]))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- bundled
 
 def load_switch_pairs(path: Path | None = None) -> list[dict]:
-    """Read and validate the switch-pair bank; every problem names file, entry and line."""
-    from ..suites import get_suite
+    """Read and validate switch pairs: one file, or (no path) every kind's file.
 
-    path = Path(path or switch_pairs_path())
-    f = str(path)
-    if not path.exists():
-        raise ValidationError([Problem(f, None, "switch-pair file not found")])
-    doc, problems = load_yaml(path)
-    if doc is None:
-        raise ValidationError(problems)
-    data = doc.data
-    if not isinstance(data, dict):
-        raise ValidationError([Problem(f, None, "top level must be a mapping", doc.line())])
-    for key in sorted(set(data) - {"suite", "items"}):
-        problems.append(Problem(f, None, f"unknown field {key!r}", doc.line(key)))
-    if data.get("suite") != "preferences":
-        problems.append(Problem(f, None, f"suite is {data.get('suite')!r}, expected 'preferences'", doc.line("suite")))
-    items = data.get("items")
-    if not isinstance(items, list) or not items:
-        problems.append(Problem(f, None, "items must be a non-empty list", doc.line("items")))
-        raise ValidationError(problems)
-    bank_ids = {suite: {it["id"] for it in get_suite(suite).bundled_items()} for suite, _ in KINDS.values()}
-    pairs, seen = [], {}
-    for i, item in enumerate(items):
-        line = doc.line("items", i)
-        if not isinstance(item, dict):
-            problems.append(Problem(f, f"items[{i}]", "must be a mapping", line))
-            continue
-        entry = f"id {item['id']!r}" if "id" in item else f"items[{i}]"
-        kind = item.get("kind")
-        if kind not in KINDS:
-            problems.append(Problem(f, entry, f"kind must be one of {sorted(KINDS)}, got {kind!r}", doc.line("items", i, "kind")))
-            continue
-        fields = _PAIR_FIELDS[kind]
-        bad = [Problem(f, entry, f"unknown field {k!r} for kind {kind!r}", doc.line("items", i, k)) for k in sorted(set(item) - fields)]
-        bad += [Problem(f, entry, f"missing field {k!r}", line) for k in sorted(fields - set(item))]
-        bad += [Problem(f, entry, f"{k} must be a non-empty string", doc.line("items", i, k))
-                for k in sorted(fields & set(item)) if not (isinstance(item[k], str) and item[k].strip())]
-        if bad:
-            problems += bad
-            continue
-        if item["id"] in seen:
-            problems.append(Problem(f, entry, f"duplicate id (first at line {seen[item['id']]})", line))
-            continue
-        seen[item["id"]] = line
-        suite = KINDS[kind][0]
-        if item["source_id"] not in bank_ids[suite]:
-            problems.append(Problem(f, entry, f"source_id {item['source_id']!r} is not an item of prompts/{suite}", doc.line("items", i, "source_id")))
-        a, b = next(iter(KINDS[kind][1].values()))
-        if normalise_prompt(item[a]) == normalise_prompt(item[b]):
-            problems.append(Problem(f, entry, f"{a} and {b} are the same text", doc.line("items", i, a)))
-        if kind == "length" and len(item["concise"].split()) >= len(item["detailed"].split()):
-            problems.append(Problem(f, entry, f"concise ({len(item['concise'].split())} words) is not shorter than detailed "
-                                              f"({len(item['detailed'].split())} words)", doc.line("items", i, "concise")))
-        pairs.append({k: (v.strip() if isinstance(v, str) else v) for k, v in item.items()})
+    Returns the pairs with their `kind` and stripped strings; every problem names file, entry and line.
+    """
+    files = [(Path(path), None)] if path is not None else [(switch_pairs_path(k), k) for k in KINDS]
+    evals = eval_bank_prompts()
+    problems: list[Problem] = []
+    seen_ids: dict[str, tuple[str, int | None]] = {}
+    seen_prompts: dict[str, str] = {}
+    pairs = []
+    for f, expect in files:
+        pairs += _load_pair_file(f, expect, evals, seen_ids, seen_prompts, problems)
     if problems:
         raise ValidationError(problems)
     return pairs
 
 
+def _load_pair_file(path: Path, expect: str | None, evals: dict, seen_ids: dict, seen_prompts: dict,
+                    problems: list[Problem]) -> list[dict]:
+    from ..scoring.paper import has_hedge, is_refusal, markers
+
+    detectors = {"refusal": is_refusal, "hedging": has_hedge}
+    f = str(path)
+    if not path.exists():
+        problems.append(Problem(f, None, "switch-pair file not found"))
+        return []
+    doc, bad = load_yaml(path)
+    if doc is None:
+        problems += bad
+        return []
+    data = doc.data
+    if not isinstance(data, dict):
+        problems.append(Problem(f, None, "top level must be a mapping", doc.line()))
+        return []
+    for key in sorted(set(data) - {"suite", "kind", "items"}):
+        problems.append(Problem(f, None, f"unknown field {key!r}", doc.line(key)))
+    if data.get("suite") != "preferences":
+        problems.append(Problem(f, None, f"suite is {data.get('suite')!r}, expected 'preferences'", doc.line("suite")))
+    kind_name = data.get("kind")
+    if kind_name not in KINDS:
+        problems.append(Problem(f, None, f"kind must be one of {sorted(KINDS)}, got {kind_name!r}", doc.line("kind")))
+        return []
+    if expect is not None and kind_name != expect:
+        problems.append(Problem(f, None, f"kind is {kind_name!r}, expected {expect!r} in this file", doc.line("kind")))
+        return []
+    kind = KINDS[kind_name]
+    items = data.get("items")
+    if not isinstance(items, list) or not items:
+        problems.append(Problem(f, None, "items must be a non-empty list", doc.line("items")))
+        return []
+    fields = {*_ID_FIELDS, *kind.fields}
+    a, b = kind.fields
+    pairs = []
+    for i, item in enumerate(items):
+        line = doc.line("items", i)
+        at = lambda k: doc.line("items", i, k)  # noqa: E731
+        if not isinstance(item, dict):
+            problems.append(Problem(f, f"items[{i}]", "must be a mapping", line))
+            continue
+        entry = f"id {item['id']!r}" if "id" in item else f"items[{i}]"
+        bad = [Problem(f, entry, f"unknown field {k!r} for kind {kind_name!r}", at(k)) for k in sorted(set(item) - fields)]
+        bad += [Problem(f, entry, f"missing field {k!r}", line) for k in sorted(fields - set(item))]
+        bad += [Problem(f, entry, f"{k} must be a non-empty string", at(k))
+                for k in sorted(fields & set(item)) if not (isinstance(item[k], str) and item[k].strip())]
+        if bad:
+            problems += bad
+            continue
+        item = {k: v.strip() for k, v in item.items()}
+        if item["id"] in seen_ids:
+            first_file, first_line = seen_ids[item["id"]]
+            where = f"line {first_line}" if first_file == f else f"{first_file}:{first_line}"
+            problems.append(Problem(f, entry, f"duplicate id (first at {where})", line))
+            continue
+        seen_ids[item["id"]] = (f, line)
+        key = prompt_key(item["prompt"])
+        if key in evals:
+            suite, eid = evals[key]
+            problems.append(Problem(f, entry, f"prompt is eval prompt {eid!r} of prompts/{suite}: training prompts "
+                                              "must not come from an eval bank", at("prompt")))
+        elif key in seen_prompts:
+            problems.append(Problem(f, entry, f"same prompt as id {seen_prompts[key]!r}", at("prompt")))
+        seen_prompts.setdefault(key, item["id"])
+        if normalise_prompt(item[a]) == normalise_prompt(item[b]):
+            problems.append(Problem(f, entry, f"{a} and {b} are the same text", at(a)))
+        n = {k: len(item[k].split()) for k in (a, b)}
+        for k, (lo, hi) in kind.words.items():
+            if lo is not None and n[k] < lo:
+                problems.append(Problem(f, entry, f"{k} has {n[k]} words, needs at least {lo}", at(k)))
+            if hi is not None and n[k] > hi:
+                problems.append(Problem(f, entry, f"{k} has {n[k]} words, needs at most {hi}", at(k)))
+        for k, (name, must) in kind.markers.items():
+            hit = bool(detectors[name]([item[k]])[0])      # the detector M2 / M3 score with
+            if must and not hit:
+                problems.append(Problem(f, entry, f"{k} has no marker from judges/markers/{name}.txt", at(k)))
+            elif hit and not must:
+                found = markers(name)[0].search(item[k].lower().replace("\u2019", "'"))
+                phrase = f" {found.group(0)!r}" if found else " a marker"
+                problems.append(Problem(f, entry, f"{k} contains{phrase} from judges/markers/{name}.txt", at(k)))
+        if kind.max_length_ratio and max(n.values()) > kind.max_length_ratio * min(n.values()):
+            problems.append(Problem(f, entry, f"{a} ({n[a]} words) and {b} ({n[b]} words) differ in length by more "
+                                              f"than {kind.max_length_ratio}x", at(a)))
+        pairs.append({**item, "kind": kind_name})
+    return pairs
+
+
 def pair_rows(pairs: list[dict], seed: int = 42) -> list[dict]:
-    """Each switch pair -> one row per instruction type, preference reversed between the two."""
+    """Each switch pair -> one row per instruction type of its kind, preference reversed between the rows."""
     from ..suites import get_suite
 
     rng = random.Random(seed)
     rows = []
-    for kind, (suite, types) in KINDS.items():
-        inst = get_suite(suite).instructions()
+    for kind, spec in KINDS.items():
+        inst = get_suite(spec.suite).instructions()
         for pair in sorted((p for p in pairs if p["kind"] == kind), key=lambda p: p["id"]):
-            for itype, (chosen, rejected) in types.items():
+            for itype, (chosen, rejected) in spec.types.items():
                 variants = inst.type(itype).variants
                 rows.append({
                     "id": f"{pair['id']}/{itype}",
@@ -144,7 +255,7 @@ def pair_rows(pairs: list[dict], seed: int = 42) -> list[dict]:
                     "chosen": pair[chosen],
                     "rejected": pair[rejected],
                     "source": "bundled",
-                    "source_id": f"{suite}/{pair['source_id']}",
+                    "source_id": "",
                 })
     return rows
 
@@ -351,9 +462,8 @@ def build_prefs(out: Path, source: str = "bundled", seed: int = 42, heldout: flo
     inputs: dict[str, str] = {}
     overlap = None
     if source == "bundled":
-        path = switch_pairs_path()
-        rows = pair_rows(load_switch_pairs(path), seed)
-        for p in (path, *(paths.instructions_dir() / f"{s}.yaml" for s, _ in KINDS.values())):
+        rows = pair_rows(load_switch_pairs(), seed)
+        for p in (*switch_pairs_paths(), *(paths.instructions_dir() / f"{k.suite}.yaml" for k in KINDS.values())):
             inputs[_rel(p)] = sha256_file(p)
     elif source == "hub":
         strict = get_suite("conditional_safety").instructions().type("strict").variants[0]

@@ -2,31 +2,41 @@
 
     cita  trl's DPO loss + lambda_KL(step) x token-level KL(pi || pi_ref) over the full vocabulary on the
           completion tokens (+ optional lambda_SFT x NLL on chosen)
-    dpo   the same trainer without the KL term (+ optional SFT term)
+    dpo   the same trainer without the KL term (+ optional SFT term); the KL to the reference is still
+          measured (no gradient) and logged, so DPO's and CITA's drift can be compared
     sft   trl's SFTTrainer on the chosen completions
 
-How the KL term is obtained without re-implementing DPO: trl 1.16's DPOTrainer computes log-probs through a
-fused LM head that never materialises the vocabulary logits, first for the policy (with gradients) and then,
-for a PEFT model, for the reference by running the same model with the adapter disabled. `PreferenceTrainer`
-wraps trl's `_compute_loss` with a forward hook on the transformer backbone that keeps the final hidden
-states of both passes; the extra terms project those through the (frozen, shared) LM head on the completion
-positions only, in checkpointed chunks (losses.completion_terms). The DPO term, its metrics and the reference
-handling stay trl's.
+One reference forward per batch serves both the DPO reference log-probs and the KL. trl 1.16's DPOTrainer
+runs the policy and then, for a PEFT model, the reference (the same model with the adapter disabled), each
+through a "fused LM head" it patches onto the model. `PreferenceTrainer` replaces that head (`FusedHead`) and
+reorders the two passes: it first runs trl's own `compute_ref_log_probs` (one reference forward; the head
+keeps the reference log-softmax on the completion tokens), then hands those log-probs to trl's
+`_compute_loss` as precomputed reference log-probs, whose policy forward then gets, from one projection of
+each completion token, the log-probs trl needs and the KL against the kept reference (losses.completion_head).
+The DPO term, its metrics and the adapter handling stay trl's.
+
+Speed (a CPU is the demo's trainer): the head projects completion positions only (trl's CPU path scores
+every position), and the backbone runs on a padding-free layout in which the chosen and rejected rows of a
+pair share their prompt (packing.py; same outputs to float rounding). `--dtype auto` uses bf16 autocast where
+the hardware has native bf16 matmuls (CUDA with bf16, CPUs with AVX512-BF16 or AMX) and fp32 elsewhere:
+without native support bf16 matmuls are emulated and far slower than fp32.
 
 Layout of OUT:
-    train_config.json   every setting, the resolved model, the data manifest sha, library versions
-    train_log.csv       one row per optimizer step, appended as steps complete
+    train_config.json   every setting, the resolved model and dtype, the data manifest sha, library versions
+    train_log.csv       one row per optimizer step, appended as steps complete (kl: mean token-level
+                        KL(pi || pi_ref) over the batch's completion tokens, for dpo too; kl_weight 0 = not optimised)
     checkpoints/        HF Trainer checkpoints every --save-steps (for --resume)
-    adapter/            the LoRA adapter + tokenizer (load with `ecliptica run --model BASE --adapter OUT/adapter`)
+    adapter/            the LoRA adapter + tokenizer (`ecliptica run --adapter OUT` or OUT/adapter)
     merged/             with --merge: the adapter merged into a full model + tokenizer (chat template included)
-    summary.json        steps, seconds per step, peak memory, last logged terms
-    pref_eval.json      with --eval-heldout: held-out preference accuracy before and after training
+    summary.json        method, steps, seconds and tokens per step, peak memory, dtype, KL to the reference
+                        (final, mean), held-out preference accuracy before/after (overall and per kind), config
+    pref_eval.json      with --eval-heldout: the full held-out preference reports before and after training
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import functools
 import json
 import logging
 import math
@@ -34,12 +44,14 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..data.io import sha256_file, staged_dir, write_json
 from ..errors import EclipticaError
-from .losses import KLSchedule, completion_terms, token_logps
+from .losses import KLSchedule, completion_head, token_logps
+from .packing import plan_packing
 from .prefs import MANIFEST as PREFS_MANIFEST, load_prefs
 
 log = logging.getLogger(__name__)
@@ -48,8 +60,9 @@ METHODS = ("cita", "dpo", "sft")
 PROMPT_FORMATS = ("chat", "block")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_KL_WEIGHT = 2e-4
+DTYPES = ("auto", "float32", "bfloat16")
 LOG_COLUMNS = ["step", "epoch", "loss", "dpo", "kl", "sft", "reward_margin", "reward_accuracy", "kl_weight",
-               "learning_rate", "grad_norm", "seconds"]
+               "learning_rate", "grad_norm", "tokens_seen", "seconds"]
 CONFIG = "train_config.json"
 
 
@@ -80,12 +93,16 @@ class TrainConfig:
     resume: bool = False
     gradient_checkpointing: bool = False
     eval_heldout: bool = False
+    dtype: str = "auto"                 # auto: bf16 autocast where the hardware has native bf16, else fp32
+    pack: bool = True                   # padding-free, prompt-sharing batches (packing.py)
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """Every setting problem as one clear line (the CLI exits 2)."""
         if self.method not in METHODS:
             raise EclipticaError(f"--method {self.method!r}: choose from {', '.join(METHODS)}")
+        if self.dtype not in DTYPES:
+            raise EclipticaError(f"--dtype {self.dtype!r}: choose from {', '.join(DTYPES)}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise EclipticaError(f"--prompt-format {self.prompt_format!r}: choose from {', '.join(PROMPT_FORMATS)}")
         if self.method == "cita":
@@ -150,29 +167,134 @@ def trl_dataset(rows: list[dict], method: str, prompt_format: str = "chat"):
 
 # ---------------------------------------------------------------------------------------------- the trainer
 
-def _backbone(model):
-    """The transformer body whose output is the final hidden state (under PEFT and accelerate wrappers)."""
-    from peft import PeftModel
+def resolve_dtype(requested: str = "auto") -> str:
+    """float32 or bfloat16 (autocast). auto: bf16 on CUDA with bf16 support and on CPUs with native bf16
+    matmuls (AVX512-BF16 or AMX); fp32 elsewhere, where oneDNN would emulate bf16 far slower than fp32."""
+    if requested != "auto":
+        return requested
+    import torch
 
-    m = getattr(model, "module", model)
-    if isinstance(m, PeftModel):
-        m = m.get_base_model()
-    return m.base_model
+    if torch.cuda.is_available():
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
-@contextlib.contextmanager
-def capture_hidden(module):
-    """Keep the last_hidden_state of every forward of `module` in call order."""
-    seen: list = []
+def cpu_has_native_bf16() -> bool:
+    import torch
 
-    def hook(_mod, _args, output):
-        seen.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
-
-    handle = module.register_forward_hook(hook)
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     try:
-        yield seen
-    finally:
-        handle.remove()
+        return any(bool(f()) for f in probes if f is not None)
+    except Exception:  # a torch without the probes: do not guess
+        return False
+
+
+class FusedHead:
+    """Replaces trl's fused LM head on `model` (the causal LM under the PEFT wrapper).
+
+    Called as `model(..., labels=labels, fused_lm_head=True)` (how trl calls it), it runs the backbone on the
+    packed layout of the batch (packing.py; the plan is made once per batch and reused by both passes),
+    projects the completion positions only (losses.completion_head) and returns trl's FusedCausalLMOutput.
+    `mode` says which pass this is: "ref" keeps the reference log-softmax of the completion tokens, "policy"
+    scores the KL against it and leaves the per-token results in `last` for the trainer. Any other call
+    goes to the model's own forward (generation, merging)."""
+
+    def __init__(self, model, pack: bool = True, chunk_tokens: int = 256):
+        from trl.trainer.utils import FusedCausalLMOutput
+
+        cfg = model.config.get_text_config()
+        head = model.get_output_embeddings()
+        unsupported = [name for name in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
+                                         "lm_head_multiplier") if getattr(cfg, name, None) not in (None, 1, 1.0)]
+        if getattr(head, "bias", None) is not None:
+            unsupported.append("an LM head bias")
+        if getattr(cfg, "output_router_logits", False):
+            unsupported.append("MoE router losses")
+        if unsupported:
+            raise EclipticaError(f"{getattr(cfg, '_name_or_path', 'model')}: ecliptica's preference trainer does not "
+                                 f"support {', '.join(unsupported)}")
+        self.model = model
+        self.output_cls = FusedCausalLMOutput
+        impl = getattr(model.config, "_attn_implementation", None)
+        self.attn = impl if pack and impl in ("sdpa", "eager") else None
+        self.chunk_tokens = chunk_tokens
+        self.mode: str | None = None
+        self.ref_logq = None
+        self.last: dict | None = None
+        self.tokens = {"padded": 0, "packed": 0, "real": 0}    # over policy passes: what packing saved
+        self._plan_for = (None, None)
+        original = types.MethodType(type(model).forward, model)
+
+        @functools.wraps(type(model).forward)
+        def forward(_self, *args, fused_lm_head=False, labels=None, **kwargs):
+            if not fused_lm_head:
+                if labels is not None:
+                    kwargs["labels"] = labels
+                return original(*args, **kwargs)
+            return self(*args, labels=labels, **kwargs)
+
+        model.forward = types.MethodType(forward, model)
+
+    def begin(self, mode: str) -> None:
+        self.mode = mode
+        if mode == "ref":
+            self.ref_logq, self.last = None, None
+
+    def end(self) -> dict | None:
+        last, self.mode, self.ref_logq, self._plan_for = self.last, None, None, (None, None)
+        self.last = None
+        return last
+
+    def _plan(self, input_ids, attention_mask):
+        if self.attn is None:
+            return None
+        key, plan = self._plan_for
+        if key is not input_ids:
+            plan = plan_packing(input_ids, attention_mask, paired=input_ids.shape[0] % 2 == 0)
+            self._plan_for = (input_ids, plan)
+        return plan
+
+    def __call__(self, input_ids=None, attention_mask=None, labels=None, use_cache=None, **kwargs):
+        import torch
+
+        for unsupported in ("shift_labels", "inputs_embeds", "past_key_values"):
+            if kwargs.get(unsupported) is not None:
+                raise RuntimeError(f"FusedHead: {unsupported} is not supported")
+        kwargs.pop("num_items_in_batch", None)
+        B, T = input_ids.shape
+        backbone = self.model.base_model
+        plan = self._plan(input_ids, attention_mask)
+        if plan is not None:
+            mask = plan.attention_mask(self.attn).to(input_ids.device)
+            hidden = backbone(input_ids=plan.input_ids, attention_mask=mask, position_ids=plan.position_ids,
+                              use_cache=False, **kwargs).last_hidden_state
+            index = plan.index
+        else:
+            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                              **kwargs).last_hidden_state
+            index = torch.arange(B * T, device=input_ids.device).view(B, T)
+        lab = labels[:, 1:]
+        sel = lab != -100
+        h = hidden.reshape(-1, hidden.shape[-1])[index[:, :-1][sel]]
+        out = completion_head(h, self.model.get_output_embeddings().weight, lab[sel],
+                              ref_logq=self.ref_logq if self.mode == "policy" else None,
+                              chunk_tokens=self.chunk_tokens, keep_logq=self.mode == "ref")
+
+        def grid(x):
+            return torch.zeros(sel.shape, dtype=x.dtype, device=x.device).masked_scatter(sel, x)
+
+        log_probs = grid(out.logps)
+        if self.mode == "ref":
+            self.ref_logq = out.logq
+        elif self.mode == "policy":
+            self.last = {"sel": sel, "log_probs": log_probs, "kl": out.kl}
+            real = int(attention_mask.sum()) if attention_mask is not None else B * T
+            self.tokens["padded"] += B * T
+            self.tokens["packed"] += plan.packed_tokens if plan is not None else B * T
+            self.tokens["real"] += real
+        n = int(sel.sum())
+        return self.output_cls(loss=-out.logps.sum() / max(n, 1), log_probs=log_probs, entropy=grid(out.entropy),
+                               mean_logits=grid(out.mean_logit), is_top1=grid(out.is_top1), label_mask=sel)
 
 
 def _preference_trainer_cls():
@@ -182,13 +304,18 @@ def _preference_trainer_cls():
         """trl's DPOTrainer plus CITA's KL anchor and an optional SFT term (see the module docstring)."""
 
         def __init__(self, *args, kl_schedule: KLSchedule = KLSchedule(0.0, 0.0), sft_weight: float = 0.0,
-                     kl_chunk_tokens: int = 512, **kwargs):
+                     kl_chunk_tokens: int = 256, pack: bool = True, **kwargs):
             self.kl_schedule = kl_schedule
             self.sft_weight = float(sft_weight)
-            self.kl_chunk_tokens = kl_chunk_tokens
             super().__init__(*args, **kwargs)
-            if self.precompute_ref_logps and kl_schedule.active:
-                raise EclipticaError("the KL term needs the reference forward; precompute_ref_log_probs must be off")
+            if self.precompute_ref_logps:
+                raise EclipticaError("the per-step reference forward gives the KL term (and its logging for dpo); "
+                                     "precompute_ref_log_probs must be off")
+            if self.ref_model is not None:
+                raise EclipticaError("PreferenceTrainer trains a LoRA adapter: the reference is the base model with "
+                                     "the adapter disabled (pass a peft_config)")
+            self.head = FusedHead(self.accelerator.unwrap_model(self.model).get_base_model(), pack=pack,
+                                  chunk_tokens=kl_chunk_tokens)
 
         def current_kl_weight(self) -> float:
             return self.kl_schedule.at(self.state.global_step, max(self.state.max_steps, 1))
@@ -196,30 +323,35 @@ def _preference_trainer_cls():
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
             want_kl, want_sft = self.kl_schedule.active, self.sft_weight > 0
-            with capture_hidden(_backbone(model)) as hidden:
-                result = super()._compute_loss(model, inputs, return_outputs)
+            try:
+                self.head.begin("ref")
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(model, inputs)   # the one reference forward
+                self.head.begin("policy")
+                self.precompute_ref_logps = True     # trl takes the reference log-probs from the batch
+                result = super()._compute_loss(
+                    model, {**inputs, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}, return_outputs)
+            finally:
+                self.precompute_ref_logps = False
+                last = self.head.end()
+            if last is None or last["kl"] is None:
+                raise RuntimeError("the reference and policy passes did not both go through FusedHead")
             dpo, outputs = result if return_outputs else (result, None)
+            kl_tok = last["kl"]
+            kl = kl_tok.sum() / kl_tok.numel() if kl_tok.numel() else kl_tok.sum()
             total = dpo
             kl_w = self.current_kl_weight() if want_kl else 0.0
-            kl = sft = None
-            if want_kl or want_sft:
-                import torch
-
-                if want_kl and len(hidden) < 2:
-                    raise RuntimeError("reference forward pass was not observed; cannot compute the KL term")
-                ids = inputs["input_ids"]
-                sft_rows = torch.arange(ids.shape[0], device=ids.device) < ids.shape[0] // 2  # batch = [chosen; rejected]
-                lm_head = self.accelerator.unwrap_model(model).get_output_embeddings()
-                kl, sft = completion_terms(hidden[0], hidden[1] if want_kl else None, lm_head, ids,
-                                           inputs["completion_mask"], sft_rows, want_kl, want_sft, self.kl_chunk_tokens)
-                if want_kl:
-                    total = total + kl_w * kl
-                if want_sft:
-                    total = total + self.sft_weight * sft
+            if want_kl:
+                total = total + kl_w * kl
+            sft = None
+            if want_sft:
+                half = last["sel"].shape[0] // 2            # batch = [chosen; rejected]
+                chosen = last["log_probs"][:half][last["sel"][:half]]
+                sft = -chosen.mean() if chosen.numel() else chosen.sum()
+                total = total + self.sft_weight * sft
             m = self._metrics[mode]
             m["dpo"].append(float(dpo.detach()))
-            m["kl"].append(float(kl.detach()) if kl is not None and want_kl else float("nan"))
-            m["sft"].append(float(sft.detach()) if sft is not None and want_sft else float("nan"))
+            m["kl"].append(float(kl.detach()))
+            m["sft"].append(float(sft.detach()) if sft is not None else float("nan"))
             m["kl_weight"].append(kl_w)
             return (total, outputs) if return_outputs else total
 
@@ -234,7 +366,7 @@ def _csv_callback_cls():
 
         KEYS = {"loss": "loss", "dpo": "dpo", "kl": "kl", "sft": "sft", "rewards/margins": "reward_margin",
                 "rewards/accuracies": "reward_accuracy", "kl_weight": "kl_weight", "learning_rate": "learning_rate",
-                "grad_norm": "grad_norm", "epoch": "epoch"}
+                "grad_norm": "grad_norm", "num_tokens": "tokens_seen", "epoch": "epoch"}
 
         def __init__(self, path: Path, method: str):
             self.path = path
@@ -249,6 +381,8 @@ def _csv_callback_cls():
             for key, col in self.KEYS.items():
                 v = logs.get(key)
                 row[col] = "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+            if row["tokens_seen"] != "":
+                row["tokens_seen"] = int(row["tokens_seen"])
             if self.method == "sft":
                 row["sft"] = logs["loss"]
             new = not self.path.exists() or self.path.stat().st_size == 0
@@ -308,8 +442,11 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path, callback
     from ..models import resolve_model
 
     model_path = model_path or resolve_model(cfg.model)
-    use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    model, tok = _load_model(model_path, torch.bfloat16 if use_bf16 else torch.float32)
+    use_bf16 = resolve_dtype(cfg.dtype) == "bfloat16"       # autocast over fp32 weights
+    if use_bf16 and not torch.cuda.is_available() and not cpu_has_native_bf16():
+        log.warning("--dtype bfloat16 on a CPU without native bf16 matmuls (AVX512-BF16/AMX): emulated, much "
+                    "slower than float32")
+    model, tok = _load_model(model_path, torch.float32)
     peft_config = _lora_config(cfg, model)
     common = dict(
         output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
@@ -336,7 +473,7 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path, callback
     args = DPOConfig(**common, beta=cfg.beta, loss_type=["sigmoid"], precompute_ref_log_probs=False)
     return _preference_trainer_cls()(model=model, args=args, train_dataset=dataset, processing_class=tok,
                                      peft_config=peft_config, callbacks=list(callbacks),
-                                     kl_schedule=cfg.kl_schedule, sft_weight=cfg.sft_weight)
+                                     kl_schedule=cfg.kl_schedule, sft_weight=cfg.sft_weight, pack=cfg.pack)
 
 
 def _last_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -346,7 +483,7 @@ def _last_checkpoint(ckpt_dir: Path) -> Path | None:
 
 
 # settings that may change on --resume (they do not change what is trained)
-_RESUMABLE = {"out", "resume", "merge", "save_steps", "eval_heldout", "extra"}
+_RESUMABLE = {"out", "resume", "merge", "save_steps", "eval_heldout", "pack", "extra"}
 
 
 def _run_defining(cfg: TrainConfig) -> dict:
@@ -363,7 +500,10 @@ def _prepare_out(cfg: TrainConfig, out: Path, data_sha: str, model_path: str) ->
             raise EclipticaError(f"{out}: --resume needs a previous run there (no {CONFIG})")
         old = json.loads(cpath.read_text(encoding="utf-8"))
         now = {**_run_defining(cfg), "model_path": model_path, "data_sha256": data_sha}
-        diff = [k for k in now if old.get(k) != now[k]]
+        # a setting the recorded run predates had its default then
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        old = {k: old.get(k, defaults.get(k)) for k in now}
+        diff = [k for k in now if old[k] != now[k]]
         if diff:
             raise EclipticaError(f"{out}: --resume with different settings than the recorded run: "
                                  + ", ".join(f"{k} {old.get(k)!r} -> {now[k]!r}" for k in diff))
@@ -401,6 +541,26 @@ def _truncate_log(path: Path, upto_step: int) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def kl_summary(log_path: Path, optimised: bool) -> dict | None:
+    """Final and mean per-step KL(pi || pi_ref) from the step log (every step of the run, resumed ones too)."""
+    if not log_path.exists():
+        return None
+    with open(log_path, newline="", encoding="utf-8") as fh:
+        kls = [float(r["kl"]) for r in csv.DictReader(fh) if r.get("kl") not in (None, "")]
+    if not kls:
+        return None
+    return {"final": kls[-1], "mean": sum(kls) / len(kls), "max": max(kls), "steps": len(kls),
+            "optimised": optimised,
+            "measure": "mean over completion tokens of KL(pi || pi_ref) over the vocabulary, per step"}
+
+
+def accuracy_table(report: dict) -> dict:
+    """The headline numbers of an evaluate_preferences report, overall and per kind (axis)."""
+    metrics = ("accuracy_logp_per_token", "pair_accuracy_logp_per_token", "accuracy_reward")
+    parts = {"overall": report["overall"], **report.get("per_kind", {})}
+    return {m: {name: part.get(m) for name, part in parts.items()} for m in metrics if m in report["overall"]}
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -422,8 +582,9 @@ def train(cfg: TrainConfig) -> dict:
     _prepare_out(cfg, out, data_sha, model_path)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
+    dtype = resolve_dtype(cfg.dtype)
     if not cfg.resume:
-        write_json(out / CONFIG, {**asdict(cfg), **_run_defining(cfg), "model_path": model_path,
+        write_json(out / CONFIG, {**asdict(cfg), **_run_defining(cfg), "dtype_resolved": dtype, "model_path": model_path,
                                   "data_sha256": data_sha, "train_rows": len(rows),
                                   "kl_schedule": asdict(cfg.kl_schedule), "versions": _versions()})
     else:
@@ -433,7 +594,10 @@ def train(cfg: TrainConfig) -> dict:
 
     heldout = load_prefs(data_dir, "heldout") if cfg.eval_heldout else []
     pref_eval = {}
-    if heldout and not cfg.resume:
+    if heldout and cfg.resume and (out / "pref_eval.json").exists():
+        pref_eval = {k: v for k, v in json.loads((out / "pref_eval.json").read_text(encoding="utf-8")).items()
+                     if k == "before"}
+    if heldout and not pref_eval:
         pref_eval["before"] = evaluate_preferences(model_path, None, heldout, beta=cfg.beta,
                                                    max_length=cfg.max_length, prompt_format=cfg.prompt_format)
 
@@ -459,19 +623,26 @@ def train(cfg: TrainConfig) -> dict:
                                                   max_length=cfg.max_length, prompt_format=cfg.prompt_format)
         write_json(out / "pref_eval.json", pref_eval)
     last = csv_cb.rows[-1] if csv_cb.rows else {}
+    tokens = dict(trainer.head.tokens) if hasattr(trainer, "head") else None
     summary = {
         "method": cfg.method,
         "model_path": model_path,
+        "dtype": dtype,
         "global_step": trainer.state.global_step,
         "steps_this_run": steps_run,
         "train_seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / steps_run, 3) if steps_run else None,
+        "tokens_per_second": round(tokens["real"] / seconds, 1) if tokens and seconds > 0 else None,
+        "tokens": tokens,     # padded: as trl batches them; packed: what the backbone ran; real: non-padding
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "train_loss": result.training_loss,
         "last": {k: last.get(k) for k in ("loss", "dpo", "kl", "sft", "reward_margin", "reward_accuracy", "kl_weight")},
+        "kl_to_reference": kl_summary(out / "train_log.csv", optimised=cfg.method == "cita"),
+        "heldout_accuracy": {when: accuracy_table(rep) for when, rep in pref_eval.items()} or None,
         "adapter": str(out / "adapter"),
         "merged": str(out / "merged") if cfg.merge else None,
         "pref_eval": pref_eval or None,
+        "config": {**asdict(cfg), "lora_targets": list(cfg.lora_targets)},
     }
     write_json(out / "summary.json", summary)
     return summary
@@ -542,8 +713,9 @@ def evaluate_preferences(model: str, adapter: str | Path | None, data, split: st
     if adapter is not None:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise EclipticaError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+        from ..backends.base import check_adapter
+
+        adapter = check_adapter(str(adapter))     # an adapter folder, or a train --out folder holding adapter/
         net = PeftModel.from_pretrained(net, str(adapter))
     net.eval()
     collate = DataCollatorForPreference(pad_token_id=tok.pad_token_id, max_length=max_length)

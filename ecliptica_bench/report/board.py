@@ -1,0 +1,122 @@
+"""One self-contained HTML page for several methods side by side (the demo's base / DPO / CITA).
+
+It holds the leaderboard, the paired comparisons with their CIs, what training did to each adapter
+(steps, drift from the base model, held-out preference accuracy), the board's plots, and for every suite
+sample responses to the same prompt under its two contrasting instructions, one row per method, so a
+reader sees what "switching" looks like. Model text is escaped by Jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..data.io import atomic_write_text
+from ..suites import SUITES
+from .html import _data_uri, _env
+
+SAMPLE_PROMPTS = 2
+_BOARD_COLUMN_HINTS = ("iae", "delta", "trunc", "valid")
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def board_table(df: pd.DataFrame) -> dict:
+    """The leaderboard's identifying, IAE, Delta, truncation and validity columns."""
+    cols = [c for c in df.columns if c in ("method", "name", "model")]
+    cols += [c for c in df.columns if c not in cols and any(h in c.lower() for h in _BOARD_COLUMN_HINTS)]
+    return {"columns": cols, "rows": [[_fmt(r[c]) for c in cols] for _, r in df.iterrows()]}
+
+
+def _score_text(sc: dict | None) -> str:
+    if not sc:
+        return ""
+    v = sc.get("value")
+    if v is None:
+        return f"unscored ({sc.get('unscored_reason') or 'n/a'})"
+    lo, hi = sc.get("ci_low"), sc.get("ci_high")
+    ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+    excl = ""
+    if lo is not None and hi is not None:
+        excl = "  (CI excludes 0)" if lo > 0 or hi < 0 else ""
+    return f"{v:+.3f}{ci}{excl}"
+
+
+def comparison_rows(compares: dict) -> list[dict]:
+    rows = []
+    for label, res in compares.items():
+        for suite, e in res.get("suites", {}).items():
+            conds = e.get("conditions", {})
+            rows.append({"comparison": label, "suite": suite, "metric": e.get("metric", ""),
+                         "delta": _score_text(e.get("delta_difference")),
+                         "instructed": _score_text((conds.get("instructed") or {}).get("headline")),
+                         "uninstructed": _score_text((conds.get("uninstructed") or {}).get("headline"))})
+    return rows
+
+
+def training_rows(train_summaries: dict) -> list[dict]:
+    rows = []
+    for method, s in train_summaries.items():
+        pe = s.get("pref_eval") or {}
+        acc = {w: (pe.get(w) or {}).get("overall", {}).get("accuracy_logp_per_token") for w in ("before", "after")}
+        drift = s.get("kl_to_reference") or {}
+        rows.append({"method": method, "steps": s.get("global_step"), "s_per_step": _fmt(s.get("seconds_per_step"), 2),
+                     "kl_final": _fmt(drift.get("final"), 4), "kl_mean": _fmt(drift.get("mean"), 4),
+                     "acc_before": _fmt(acc["before"]), "acc_after": _fmt(acc["after"]),
+                     "reused": "yes" if s.get("reused") else "no"})
+    return rows
+
+
+def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS) -> list[dict]:
+    """Per suite: for the first prompts, each method's responses under the suite's two contrasting types."""
+    gens = {m: pd.read_parquet(Path(d) / "generations.parquet") for m, d in run_dirs.items()}
+    out = []
+    for name, suite in SUITES.items():
+        types = suite.contrast_types()
+        frames = {m: g[(g.suite == name) & (g.condition == "instructed")] for m, g in gens.items()}
+        first = next(iter(frames.values()))
+        if first.empty:
+            continue
+        prompts = list(dict.fromkeys(first.sort_values("prompt_id").prompt_id))[:n_prompts]
+        items = []
+        for pid in prompts:
+            p = first[first.prompt_id == pid]
+            by_type = {t: p[p.instruction_type == t] for t in types}
+            item = {"prompt": p.prompt.iloc[0], "types": list(types),
+                    "instructions": [by_type[t].instruction.iloc[0] if len(by_type[t]) else "" for t in types],
+                    "methods": []}
+            for m, f in frames.items():
+                q = f[f.prompt_id == pid].set_index("instruction_type")
+                cells = []
+                for t in types:
+                    if t in q.index:
+                        r = q.loc[t]
+                        cells.append({"text": r.response, "words": len(str(r.response).split()),
+                                      "cut": r.finish_reason == "length"})
+                    else:
+                        cells.append({"text": "(not run)", "words": 0, "cut": False})
+                item["methods"].append({"method": m, "cells": cells})
+            items.append(item)
+        out.append({"suite": name, "types": list(types), "items": items})
+    return out
+
+
+def write_board_report(path: Path, run_dirs: dict[str, Path], df: pd.DataFrame, compares: dict,
+                       train_summaries: dict) -> Path:
+    path = Path(path)
+    plots = [{"name": p.stem.replace("_", " "), "uri": _data_uri(p.read_bytes())}
+             for p in sorted(path.parent.glob("*.png"))]
+    html = _env().get_template("board.html.j2").render(
+        methods=list(run_dirs), board=board_table(df), comparisons=comparison_rows(compares),
+        training=training_rows(train_summaries), plots=plots, samples=contrast_samples(run_dirs),
+        runs=[(m, str(d)) for m, d in run_dirs.items()])
+    atomic_write_text(path, html)
+    return path
