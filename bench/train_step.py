@@ -15,7 +15,7 @@ inflates the time, so compare rows measured at similar load, and run it when the
 
     .venv/bin/python bench/train_step.py [--steps 4] [--warmup 1] [--methods cita,dpo] [--data DIR]
         [--batch-size 4 --lora-r 8 --lora-alpha 16 --lora-targets q_proj,v_proj --max-length 256]
-        [--dtype auto] [--baseline-rev REV | --baseline-rev none] [--json OUT.json]
+        [--dtype auto] [--threads N] [--baseline-rev REV | --baseline-rev none] [--json OUT.json]
 
 Settings default to the demo's (pipeline.DemoTraining). Without --data, the bundled switch pairs are built into
 a temporary folder first.
@@ -67,16 +67,20 @@ def child(args) -> None:
     hf_logging.set_verbosity_error()
     logging.disable(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     times: list[float] = []
+    cpu: list[float] = []
     tokens: list[float] = []
     terms: list[dict] = []
 
     class Timer(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
-            self.t = time.perf_counter()
+            self.t, self.c = time.perf_counter(), time.process_time()
 
         def on_step_end(self, a, state, control, **kw):
             times.append(time.perf_counter() - self.t)
+            cpu.append(time.process_time() - self.c)
 
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -103,6 +107,7 @@ def child(args) -> None:
     print(json.dumps({
         "method": args.child, "impl": args.impl, "dtype": dtype, "trainer_file": trainer_mod.__file__,
         "seconds_per_step": sum(timed) / len(timed), "step_seconds": timed,
+        "cpu_seconds_per_step": sum(cpu[args.warmup:]) / len(timed),
         "tokens_per_step": sum(per_step_tokens) / len(per_step_tokens) if per_step_tokens else None,
         "tokens_per_second": sum(per_step_tokens) / sum(timed) if per_step_tokens and sum(timed) else None,
         "peak_rss_mb": trainer_mod.peak_rss_mb(), "threads": torch.get_num_threads(),
@@ -136,6 +141,8 @@ def main() -> None:
     ap.add_argument("--kl-weight", type=float, default=demo["cita_kl_weight"], help="cita's lambda_KL.")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="The new trainer's dtype.")
     ap.add_argument("--methods", default="cita,dpo")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in the children (0: torch's default). "
+                    "--threads 1 makes the CPU seconds per step nearly independent of other load on the machine.")
     ap.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the old trainer, or 'none'.")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -153,17 +160,18 @@ def main() -> None:
     impls = ["old", "new"] if args.baseline_rev.lower() != "none" else ["new"]
     old_tree = baseline_tree(args.baseline_rev, Path(tmp.name) / "baseline") if "old" in impls else None
     settings = {k: getattr(args, k) for k in ("model", "steps", "warmup", "batch_size", "lora_r", "lora_alpha",
-                                              "lora_targets", "max_length", "kl_weight", "dtype", "baseline_rev")}
+                                              "lora_targets", "max_length", "kl_weight", "dtype", "threads",
+                                              "baseline_rev")}
     print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + f"; cpus {os.cpu_count()}")
-    print(f"{'method':<6} {'trainer':<7} {'dtype':<9} {'s/step':>7} {'tok/step':>8} {'tok/s':>7} {'peak RSS':>9}  "
-          f"{'load 1m before/after':<20} steps")
+    print(f"{'method':<6} {'trainer':<7} {'dtype':<9} {'s/step':>7} {'cpu s/step':>10} {'tok/step':>8} {'tok/s':>7} "
+          f"{'peak RSS':>9}  {'load 1m before/after':<20} steps")
     results: dict = {"settings": settings, "cpu_count": os.cpu_count(), "runs": []}
     by = {}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         for impl in impls:
             cmd = [sys.executable, __file__, "--child", method, "--impl", impl, "--data", args.data,
                    *[x for k in ("model", "steps", "warmup", "batch_size", "lora_r", "lora_alpha", "lora_targets",
-                                 "max_length", "kl_weight", "dtype")
+                                 "max_length", "kl_weight", "dtype", "threads")
                      for x in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]]
             env = dict(os.environ, ECLIPTICA_DATA_ROOT=os.environ.get("ECLIPTICA_DATA_ROOT", str(REPO)))
             if impl == "old":
@@ -181,15 +189,19 @@ def main() -> None:
             by[(method, impl)] = r
             tps = f"{r['tokens_per_second']:7.0f}" if r["tokens_per_second"] else f"{'-':>7}"
             tok = f"{r['tokens_per_step']:8.0f}" if r["tokens_per_step"] else f"{'-':>8}"
-            print(f"{method:<6} {impl:<7} {r['dtype']:<9} {r['seconds_per_step']:7.2f} {tok} {tps} "
+            print(f"{method:<6} {impl:<7} {r['dtype']:<9} {r['seconds_per_step']:7.2f} "
+                  f"{r['cpu_seconds_per_step']:10.2f} {tok} {tps} "
                   f"{r['peak_rss_mb']:6.0f} MB  {load_before:5.2f} / {load_after:5.2f}       "
                   f"{', '.join(f'{s:.2f}' for s in r['step_seconds'])}", flush=True)
     speedups = {}
-    for method in {m for m, _ in by}:
+    for method in sorted({m for m, _ in by}):
         if (method, "old") in by and (method, "new") in by:
-            speedups[method] = by[(method, "old")]["seconds_per_step"] / by[(method, "new")]["seconds_per_step"]
+            old, new = by[(method, "old")], by[(method, "new")]
+            speedups[method] = {"wall": old["seconds_per_step"] / new["seconds_per_step"],
+                                "cpu": old["cpu_seconds_per_step"] / new["cpu_seconds_per_step"]}
     if speedups:
-        print("speed-up new vs old (s/step): " + ", ".join(f"{m} {v:.2f}x" for m, v in sorted(speedups.items())))
+        print("speed-up new vs old: " + ", ".join(f"{m} {v['wall']:.2f}x wall, {v['cpu']:.2f}x cpu"
+                                                  for m, v in speedups.items()))
     if ("cita", "new") in by and ("dpo", "new") in by:
         ratio = by[("cita", "new")]["seconds_per_step"] / by[("dpo", "new")]["seconds_per_step"]
         print(f"cita/dpo (new): time {ratio:.2f}x, memory "

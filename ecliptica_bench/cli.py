@@ -125,12 +125,17 @@ def demo_cmd(out, quick, limit, max_new_tokens, train_steps, n_boot):
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
               show_default=True, help="Weights precision (hf, vllm); part of the cache key. auto: hf = the "
               "config's dtype (fp32 for the embedded model), vllm = bfloat16 on CPU, vLLM's choice on a GPU.")
-@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai).")
+@click.option("--base-url", multiple=True, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai). "
+              "Give it several times for replicas of one model: requests are spread over them, and a server "
+              "that goes down hands its requests to the others.")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
               help="Name of the environment variable holding the API key (openai); the key is never stored.")
-@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight (openai).")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight per server (openai).")
 @click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm.")
 @click.option("--data-parallel-size", type=int, default=1, show_default=True, help="vllm.")
+@click.option("--distributed-executor-backend", type=click.Choice(["mp", "ray"]), default=None,
+              help="vllm: how its workers run. mp = processes on this node (one node, several GPUs); ray = a Ray "
+                   "cluster (several nodes). Default: vLLM's choice (one GPU needs none).")
 @click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="A built dataset (build-dataset); default: the bundled banks built in memory, seed 42.")
 @click.option("--run-id", default=None, help="Run directory name (default: a hash of the resolved config).")

@@ -310,8 +310,8 @@ def run_truthfulqa_mc(model_path: str, limit: int | None = None, items: list[dic
     """TruthfulQA MC1/MC2 through lm-eval on the bundled TruthfulQA questions (or `items`).
 
     Returns {"mc1", "mc2", "mc1_norm", "mc1_stderr", "mc2_stderr", "n", "lm_eval_version"}. Standard mc1/mc2 sum
-    token loglikelihoods, so where correct answers are much longer than incorrect ones (as in the bundled
-    questions) they are penalised; mc1_norm (per character) is reported beside them for that reason.
+    token loglikelihoods, so where correct answers are longer than incorrect ones they are penalised (the bundled
+    questions keep true and false options of similar length); mc1_norm (per character) is reported beside them.
     """
     import lm_eval
 

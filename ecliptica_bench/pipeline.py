@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -35,24 +35,28 @@ COMPARISONS = (("cita", "base"), ("cita", "dpo"), ("dpo", "base"))
 # measured lengths of the embedded model's answers (README "The demo's budgets"): the base model rambles,
 # so any budget cuts some answers; these keep the run inside the demo's time while the length suite's
 # detailed condition has room to be several times longer than a 50-word concise answer.
-DEMO_LIMITS = {"ecliptica": 80, "truthfulqa": 60, "conditional_safety": 60, "length_control": 40, "litmus": 42}
-DEMO_BUDGETS = {"ecliptica": 64, "truthfulqa": 64, "conditional_safety": 64, "length_control": 192, "litmus": 64}
+DEMO_LIMITS = {"ecliptica": 60, "truthfulqa": 48, "conditional_safety": 48, "length_control": 32, "litmus": 28}
+DEMO_BUDGETS = {"ecliptica": 48, "truthfulqa": 64, "conditional_safety": 64, "length_control": 160, "litmus": 48}
 
 
 @dataclass(frozen=True)
 class DemoTraining:
-    """The demo's training settings, shared by DPO and CITA except the KL anchor."""
-    lr: float = 1e-3
-    max_steps: int = 60
+    """The demo's training settings, shared by DPO and CITA except the KL anchor (measured trade-off in the
+    README: at these settings the anchor cuts the mean KL to the base model ~2.4x at equal or better held-out
+    preference accuracy)."""
+    lr: float = 2e-3
+    max_steps: int = 24
     batch_size: int = 4
     lora_r: int = 8
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     max_length: int = 256
     beta: float = 0.1
-    cita_kl_weight: float = 0.05
+    cita_kl_weight: float = 0.5
+    # an NLL term on the chosen response, the same for both methods: at 24 steps the preference term alone
+    # barely moves the refusal axis of this 135M model (measured: 0 refusals under STRICT either way)
+    sft_weight: float = 1.0
     seed: int = 3407
-    extra: dict = field(default_factory=dict)
 
 
 def _stage(name: str, t0: float) -> None:
@@ -66,7 +70,8 @@ def _train_config(method: str, prefs_dir: Path, out: Path, t: DemoTraining):
     return TrainConfig(method=method, model="smollm2-135m", data=str(prefs_dir), out=str(out), lora_r=t.lora_r,
                        lora_alpha=t.lora_alpha, lora_targets=t.lora_targets, beta=t.beta, lr=t.lr,
                        max_steps=t.max_steps, batch_size=t.batch_size, max_length=t.max_length, seed=t.seed,
-                       kl_weight=t.cita_kl_weight if method == "cita" else None, eval_heldout=True)
+                       kl_weight=t.cita_kl_weight if method == "cita" else None, sft_weight=t.sft_weight,
+                       eval_heldout=True)
 
 
 def train_or_reuse(method: str, prefs_dir: Path, out: Path, t: DemoTraining) -> dict:

@@ -84,10 +84,11 @@ class RunOptions:
     batch_size: int | None = None         # None: the backend's default
     adapter: str | None = None
     dtype: str = "auto"                   # hf/vllm weights precision; auto: hf = config's, vllm = bf16 on CPU
-    base_url: str | None = None
+    base_url: str | list[str] | tuple[str, ...] | None = None   # openai: one server, or several replicas
     api_key_env: str = "OPENAI_API_KEY"
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
+    distributed_executor_backend: str | None = None   # vllm: mp | ray (None: vLLM's default)
     data: Path | None = None
     run_id: str | None = None
     concurrency: int = 8
@@ -167,11 +168,13 @@ def make_backend(opts: RunOptions):
                            concurrency=opts.concurrency)
     model = resolve_model(opts.model)
     if name == "hf":
-        if opts.tensor_parallel_size != 1 or opts.data_parallel_size != 1:
-            raise EclipticaError("--tensor-parallel-size/--data-parallel-size need --backend vllm")
+        if opts.tensor_parallel_size != 1 or opts.data_parallel_size != 1 or opts.distributed_executor_backend:
+            raise EclipticaError("--tensor-parallel-size/--data-parallel-size/--distributed-executor-backend "
+                                 "need --backend vllm")
         return get_backend("hf", model=model, adapter=opts.adapter, dtype=opts.dtype)
     return get_backend("vllm", model=model, adapter=opts.adapter, seed=opts.seed, dtype=opts.dtype,
-                       tensor_parallel_size=opts.tensor_parallel_size, data_parallel_size=opts.data_parallel_size)
+                       tensor_parallel_size=opts.tensor_parallel_size, data_parallel_size=opts.data_parallel_size,
+                       distributed_executor_backend=opts.distributed_executor_backend)
 
 
 class _OnlyOnce(logging.Filter):

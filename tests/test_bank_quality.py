@@ -19,8 +19,8 @@ def test_ecliptica_bank_shape():
 
 def test_companion_bank_sizes():
     items = {n: SUITES[n].bundled_items() for n in ("truthfulqa", "conditional_safety", "length_control", "litmus")}
-    assert len(items["truthfulqa"]) >= 60
-    assert len({i["source"] for i in items["truthfulqa"]}) >= 6
+    assert len(items["truthfulqa"]) >= 150
+    assert len({i["source"] for i in items["truthfulqa"]}) >= 10
     assert len(items["conditional_safety"]) >= 120
     assert len({i["source"] for i in items["conditional_safety"]}) >= 8
     assert len(items["length_control"]) >= 100

@@ -18,7 +18,7 @@ from ecliptica_bench.data.build import JSONL_NAME, PARQUET_NAME, read_cases
 from ecliptica_bench.suites import SUITES
 
 REPO = Path(__file__).resolve().parent.parent
-MIN_ROWS = {"ecliptica": 3000, "truthfulqa": 120, "conditional_safety": 240, "length_control": 200, "litmus": 140}
+MIN_ROWS = {"ecliptica": 3000, "truthfulqa": 300, "conditional_safety": 240, "length_control": 200, "litmus": 140}
 
 
 def cli(*args):

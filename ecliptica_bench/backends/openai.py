@@ -6,6 +6,13 @@ connection errors/timeouts are retried with exponential backoff (a Retry-After h
 as a date, is honoured); other 4xx answers and malformed bodies fail at once. A request that still
 fails comes back as a GenResult with `error` set: `run` records it and never caches it.
 
+Several servers (replicas serving the same model: `--base-url` given more than once): each server gets
+`concurrency` requests in flight, pulled from one shared queue, so faster servers take more. A server that
+refuses or drops a connection is taken out of the pool (for REVIVE_AFTER_S, then tried again) and the
+request goes back to the queue for the others; with one server left, its errors are retried as above.
+Every request still ends with exactly one result. The model's identity (the cache's fingerprint) is the
+served name and the set of addresses, in any order.
+
 The API key is read from the environment variable named by `api_key_env` and is never stored,
 logged or written to the manifest.
 """
@@ -27,38 +34,51 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER_S = 120.0
+REVIVE_AFTER_S = 30.0      # a server taken out of the pool is tried again after this long
 
 
 class MalformedResponse(Exception):
     """The server answered 2xx but the body is not a usable chat completion."""
 
 
+class ServerDown(Exception):
+    """A server of several refused or dropped the connection: its requests go to the others."""
+
+
 class OpenAIBackend(Backend):
     name = "openai"
     tokenizer = None
-    default_batch_size = 64   # requests handed over per call; `concurrency` bounds how many are in flight
+    default_batch_size = 64   # requests handed over per call; `concurrency` bounds how many are in flight per server
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 5,
-                 backoff_s: float = 1.0, max_backoff_s: float = 30.0):
-        if not base_url:
+    def __init__(self, model: str, base_url: str | list[str] | tuple[str, ...] | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, timeout_s: float = 120.0,
+                 max_retries: int = 5, backoff_s: float = 1.0, max_backoff_s: float = 30.0):
+        urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else list(base_url or ())) if u]
+        if not urls:
             raise EclipticaError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        twice = sorted({u for u in urls if urls.count(u) > 1})
+        if twice:
+            raise EclipticaError(f"--base-url {twice[0]} is given more than once")
         if concurrency < 1:
             raise EclipticaError(f"--concurrency must be >= 1, got {concurrency}")
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = urls
+        self.base_url = urls[0]
         self.api_key_env = api_key_env
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        # what the server serves under this name, at this address: the best identity we can see
-        self.fingerprint = sha256_text(dumps({"backend": "openai", "base_url": self.base_url, "model": model}))
+        self._down: dict[str, float] = {}    # server -> when it was taken out of the pool
+        # what the server serves under this name, at this address (these addresses): the best identity we can see
+        ident = {"base_url": urls[0]} if len(urls) == 1 else {"base_urls": sorted(urls)}
+        self.fingerprint = sha256_text(dumps({"backend": "openai", **ident, "model": model}))
 
     def describe(self) -> dict:
-        return {"backend": self.name, "base_url": self.base_url, "served_model": self.model,
-                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "max_retries": self.max_retries,
+        return {"backend": self.name, "base_url": self.base_url, "base_urls": self.base_urls,
+                "served_model": self.model, "concurrency": self.concurrency, "timeout_s": self.timeout_s,
+                "max_retries": self.max_retries,
                 "api_key_env": self.api_key_env}   # the variable's name only, never its value
 
     @staticmethod
@@ -66,12 +86,18 @@ class OpenAIBackend(Backend):
         """What a key is made from when the server renders: the messages, canonically."""
         return dumps(messages)
 
-    def _client(self):
+    def _client(self, base_url: str):
         from openai import AsyncOpenAI
 
         # retries are ours (to honour Retry-After and record what happened), so the client's are off
-        return AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY",
+        return AsyncOpenAI(base_url=base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY",
                            max_retries=0, timeout=self.timeout_s)
+
+    def _live_servers(self) -> list[str]:
+        """Servers not taken out of the pool in the last REVIVE_AFTER_S; all of them when none is left."""
+        now = time.monotonic()
+        live = [u for u in self.base_urls if now - self._down.get(u, -REVIVE_AFTER_S) >= REVIVE_AFTER_S]
+        return live or list(self.base_urls)
 
     def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[GenResult]:
         if not requests:
@@ -79,17 +105,55 @@ class OpenAIBackend(Backend):
         return asyncio.run(self._generate_all(requests, params))
 
     async def _generate_all(self, requests, params) -> list[GenResult]:
-        sem = asyncio.Semaphore(self.concurrency)
-        client = self._client()
-        try:
-            async def one(req):
-                async with sem:
-                    return await self._one(client, req, params)
-            return list(await asyncio.gather(*(one(r) for r in requests)))
-        finally:
-            await client.close()
+        """`concurrency` workers per live server pull request indices from one queue. A server that goes
+        down while another is up is taken out of the pool: its request goes back to the queue and its
+        workers stop. The last server up is never taken out: its errors are retried (or reported) as usual."""
+        results: list[GenResult | None] = [None] * len(requests)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(len(requests)):
+            queue.put_nowait(i)
+        alive = self._live_servers()
+        clients = {u: self._client(u) for u in alive}
 
-    async def _one(self, client, req: GenRequest, params: SamplingParams) -> GenResult:
+        async def worker(url: str) -> None:
+            while True:
+                i = await queue.get()
+                try:
+                    if url not in alive:          # went down while this worker waited: leave it to the others
+                        queue.put_nowait(i)
+                        return
+                    results[i] = await self._one(clients[url], requests[i], params, url, failover=len(alive) > 1)
+                except ServerDown as exc:
+                    if url in alive and len(alive) > 1:
+                        alive.remove(url)
+                        self._down[url] = time.monotonic()
+                        log.warning("openai: %s; its requests go to the other %d server(s) (retried in %gs)",
+                                    exc, len(alive), REVIVE_AFTER_S)
+                    queue.put_nowait(i)           # again: elsewhere, or here without failover if none is left
+                finally:
+                    queue.task_done()
+
+        workers = {asyncio.create_task(worker(u)) for u in list(alive) for _ in range(self.concurrency)}
+        joined = asyncio.create_task(queue.join())
+        try:
+            pending = {joined, *workers}
+            while not joined.done():
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished - {joined}:
+                    if task.exception() is not None:   # a bug, not a server's answer: the batch fails, as before
+                        raise task.exception()
+        finally:
+            for task in (joined, *workers):
+                task.cancel()
+            await asyncio.gather(joined, *workers, return_exceptions=True)
+            for c in clients.values():
+                await c.close()
+        return results
+
+    async def _one(self, client, req: GenRequest, params: SamplingParams, server: str = "",
+                   failover: bool = False) -> GenResult:
+        """One request with retries; with failover (another server is up), a refused or dropped connection
+        raises ServerDown at once instead of retrying here."""
         import openai
 
         body = dict(model=self.model, messages=req.messages, max_tokens=params.max_new_tokens,
@@ -116,6 +180,8 @@ class OpenAIBackend(Backend):
                 last = f"timeout after {self.timeout_s:g}s"
             except openai.APIConnectionError as exc:
                 last = f"connection error: {_short(str(exc.__cause__ or exc))}"
+                if failover:
+                    raise ServerDown(f"{server}: {last}") from None
             except (ValueError, TypeError, AttributeError) as exc:   # undecodable JSON and the like
                 return self._failed(f"malformed response: {type(exc).__name__}: {_short(str(exc))}", t0)
             if attempt == self.max_retries:

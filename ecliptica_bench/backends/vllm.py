@@ -2,7 +2,8 @@
 
 We render prompts with the model's chat template ourselves (chat.render_chat, via the HF tokenizer)
 and hand vLLM the token ids, so the cache key and the tokens are the same as with the hf backend.
-LoRA adapters go through LoRARequest; tensor/data parallel sizes are passed through.
+LoRA adapters go through LoRARequest; tensor/data parallel sizes and the distributed executor backend
+(mp: worker processes on this node; ray: a Ray cluster, for several nodes) are passed through.
 
 vLLM starts worker processes: the program that creates the engine must guard its entry point with
 `if __name__ == "__main__":` (the `ecliptica` CLI does).
@@ -22,6 +23,7 @@ from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter
 log = logging.getLogger(__name__)
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)   # vllm's MaxLoRARanks
+EXECUTOR_BACKENDS = ("mp", "ray")                     # --distributed-executor-backend
 CPU_KV_CACHE_GIB = 2                                   # when VLLM_CPU_KVCACHE_SPACE is not set
 
 
@@ -31,7 +33,10 @@ class VLLMBackend(Backend):
 
     def __init__(self, model: str, adapter: str | None = None, seed: int = 42, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, max_model_len: int = 2048, dtype: str = "auto",
-                 enforce_eager: bool | None = None):
+                 enforce_eager: bool | None = None, distributed_executor_backend: str | None = None):
+        if distributed_executor_backend not in (None, *EXECUTOR_BACKENDS):
+            raise EclipticaError(f"--distributed-executor-backend must be one of {', '.join(EXECUTOR_BACKENDS)}, "
+                                 f"got {distributed_executor_backend!r}")
         self.model_dir = local_model_dir(model)
         self.adapter_dir = check_adapter(adapter)
         self.fingerprint = model_fingerprint(self.model_dir, self.adapter_dir)
@@ -41,6 +46,7 @@ class VLLMBackend(Backend):
         self.seed = seed
         self.tensor_parallel_size = tensor_parallel_size
         self.data_parallel_size = data_parallel_size
+        self.distributed_executor_backend = distributed_executor_backend
         self.max_model_len = max_model_len
         self.dtype = check_dtype(dtype or "auto")
         self.resolved_dtype = self._resolve_dtype()
@@ -71,6 +77,11 @@ class VLLMBackend(Backend):
                   enforce_eager=self.enforce_eager if self.enforce_eager is not None else on_cpu)
         if self.data_parallel_size > 1:
             kw["data_parallel_size"] = self.data_parallel_size
+        if self.distributed_executor_backend:
+            # the workers of one model replica (tensor parallel), and the replicas themselves (data parallel)
+            kw["distributed_executor_backend"] = self.distributed_executor_backend
+            if self.data_parallel_size > 1:
+                kw["data_parallel_backend"] = self.distributed_executor_backend
         if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             kw["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * 1024**3
         if self.adapter_dir is not None:
@@ -109,7 +120,8 @@ class VLLMBackend(Backend):
     def describe(self) -> dict:
         d = {"backend": self.name, "dtype": self.dtype, "resolved_dtype": self.resolved_dtype,
              "tensor_parallel_size": self.tensor_parallel_size,
-             "data_parallel_size": self.data_parallel_size, "max_model_len": self.max_model_len}
+             "data_parallel_size": self.data_parallel_size, "max_model_len": self.max_model_len,
+             "distributed_executor_backend": self.distributed_executor_backend}
         if self._llm is not None:
             d["engine"] = {k: v for k, v in self._engine_kwargs().items() if k not in ("model", "tokenizer")}
         return d

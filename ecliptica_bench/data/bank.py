@@ -150,6 +150,7 @@ class ItemSpec:
     header: dict[str, set[str] | None]  # required top-level keys -> allowed values (None: any)
     choices: dict[str, set[str]] = field(default_factory=dict)  # item field -> allowed values
     header_matches_stem: str | None = None  # this header key must equal the file name stem
+    min_entries: dict[str, int] = field(default_factory=dict)  # list field -> fewest entries allowed
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,9 @@ def load_items(suite: str, spec: ItemSpec, directory: Path | None = None) -> lis
                     bad.append(Problem(f, entry, f"{k} must be a non-empty list of strings", doc.line(spec.list_key, i, k)))
                 elif typ is str and not isinstance(v, str):
                     bad.append(Problem(f, entry, f"{k} must be a string", doc.line(spec.list_key, i, k)))
+                elif typ is list and len(v) < spec.min_entries.get(k, 0):
+                    bad.append(Problem(f, entry, f"{k} has {len(v)} entries, needs at least {spec.min_entries[k]}",
+                                       doc.line(spec.list_key, i, k)))
             if bad:
                 problems += bad
                 continue

@@ -68,9 +68,11 @@ def training_rows(train_summaries: dict) -> list[dict]:
         pe = s.get("pref_eval") or {}
         acc = {w: (pe.get(w) or {}).get("overall", {}).get("accuracy_logp_per_token") for w in ("before", "after")}
         drift = s.get("kl_to_reference") or {}
+        per_kind = ((s.get("heldout_accuracy") or {}).get("after") or {}).get("accuracy_logp_per_token") or {}
         rows.append({"method": method, "steps": s.get("global_step"), "s_per_step": _fmt(s.get("seconds_per_step"), 2),
                      "kl_final": _fmt(drift.get("final"), 4), "kl_mean": _fmt(drift.get("mean"), 4),
                      "acc_before": _fmt(acc["before"]), "acc_after": _fmt(acc["after"]),
+                     "per_kind": ", ".join(f"{k} {_fmt(v, 2)}" for k, v in per_kind.items() if k != "overall"),
                      "reused": "yes" if s.get("reused") else "no"})
     return rows
 
@@ -105,7 +107,7 @@ def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS)
                         cells.append({"text": "(not run)", "words": 0, "cut": False})
                 item["methods"].append({"method": m, "cells": cells})
             items.append(item)
-        out.append({"suite": name, "types": list(types), "items": items})
+        out.append({"suite": name, "types": list(types), "cases": items})
     return out
 
 

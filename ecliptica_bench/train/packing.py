@@ -47,7 +47,8 @@ class PackPlan:
         return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -75,7 +76,7 @@ def plan_packing(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, p
     if paired and B % 2 == 0:
         h = B // 2
         for i in range(h):
-            units.append(((i, i + h), _common_prefix(seqs[i], seqs[i + h])))
+            units.append(((i, i + h), common_prefix(seqs[i], seqs[i + h])))
     else:
         units = [((b,), lengths[b]) for b in range(B)]
 

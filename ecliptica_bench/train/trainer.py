@@ -51,7 +51,7 @@ from pathlib import Path
 from ..data.io import sha256_file, staged_dir, write_json
 from ..errors import EclipticaError
 from .losses import KLSchedule, completion_head, token_logps
-from .packing import plan_packing
+from .packing import common_prefix, plan_packing
 from .prefs import MANIFEST as PREFS_MANIFEST, load_prefs
 
 log = logging.getLogger(__name__)
@@ -566,6 +566,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_BASE_EVAL: dict[tuple, dict] = {}   # held-out preference evaluation of a base model, per process
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train and save; returns the summary (also written to OUT/summary.json)."""
     from ..models import resolve_model
@@ -598,8 +601,13 @@ def train(cfg: TrainConfig) -> dict:
         pref_eval = {k: v for k, v in json.loads((out / "pref_eval.json").read_text(encoding="utf-8")).items()
                      if k == "before"}
     if heldout and not pref_eval:
-        pref_eval["before"] = evaluate_preferences(model_path, None, heldout, beta=cfg.beta,
-                                                   max_length=cfg.max_length, prompt_format=cfg.prompt_format)
+        # the base model's held-out accuracy is the same for every method trained on these data in this process
+        # (the demo trains DPO then CITA): compute it once
+        memo = (model_path, data_sha, cfg.beta, cfg.max_length, cfg.prompt_format)
+        if memo not in _BASE_EVAL:
+            _BASE_EVAL[memo] = evaluate_preferences(model_path, None, heldout, beta=cfg.beta,
+                                                    max_length=cfg.max_length, prompt_format=cfg.prompt_format)
+        pref_eval["before"] = _BASE_EVAL[memo]
 
     csv_cb = _csv_callback_cls()(out / "train_log.csv", cfg.method)
     trainer = build_trainer(cfg, rows, ckpt_dir, callbacks=[csv_cb], model_path=model_path)
@@ -661,15 +669,7 @@ def _tokenize_pair(tok, prompt_msgs: list[dict], chosen: str, rejected: str) -> 
     pc = ids(prompt_msgs + [{"role": "assistant", "content": chosen}], False)
     pr = ids(prompt_msgs + [{"role": "assistant", "content": rejected}], False)
 
-    def common(a, b):
-        n = 0
-        for x, y in zip(a, b):
-            if x != y:
-                break
-            n += 1
-        return n
-
-    k = min(common(p, pc), common(p, pr))
+    k = min(common_prefix(p, pc), common_prefix(p, pr))
     return {"prompt_ids": p[:k], "chosen_ids": pc[k:], "rejected_ids": pr[k:]}
 
 
