@@ -41,9 +41,10 @@ DEMO_BUDGETS = {"ecliptica": 48, "truthfulqa": 64, "conditional_safety": 64, "le
 
 @dataclass(frozen=True)
 class DemoTraining:
-    """The demo's training settings, shared by DPO and CITA except the KL anchor (measured trade-off in the
-    README: at these settings the anchor cuts the mean KL to the base model ~2.4x at equal or better held-out
-    preference accuracy)."""
+    """The demo's training settings, shared by DPO and CITA except the KL anchor. Measured trade-off (README):
+    at these settings the anchor cuts the mean token KL to the base model 1.8x (0.078 vs 0.138) at a lower
+    held-out preference accuracy (0.55 vs 0.61); without the SFT term 2.4x (0.058 vs 0.141) at a higher one
+    (0.61 vs 0.58)."""
     lr: float = 2e-3
     max_steps: int = 24
     batch_size: int = 4

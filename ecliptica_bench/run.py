@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .chat import CONDITIONS, INSTRUCTED, UNINSTRUCTED, Rendered, messages_for, render_chat, template_sha
+from .chat import CONDITIONS, UNINSTRUCTED, Rendered, messages_for, render_chat, template_sha
 from .data.io import dumps, sha256_file, sha256_text, write_json, write_parquet
 from .errors import EclipticaError, Problem, ValidationError
 from .models import DEFAULT_MODEL, resolve_model

@@ -9,7 +9,6 @@ import itertools
 import json
 import random
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest

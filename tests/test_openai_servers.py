@@ -115,7 +115,6 @@ def test_run_with_a_server_dying_mid_run_stores_each_generation_once(servers, tm
     dying = FakeOpenAI(behaviour=dies_at_third, latency_s=0.02)
     holder["dying"] = dying
     healthy = servers(2, latency_s=0.02)
-    pool = [dying, *healthy]
     args = ["run", "--backend", "openai", "--model", "served", "--suites", "ecliptica", "--limit", "30",
             "--temperature", "0", "--max-new-tokens", "8", "--concurrency", "2", "--batch-size", "8",
             "--out", str(tmp_path / "runs"), "--run-id", "r"]

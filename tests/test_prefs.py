@@ -215,7 +215,7 @@ def test_bad_kind_files(data_copy):
     # ids are unique over all kinds: they are the pair_id
     first = next(p for p in load_switch_pairs(switch_pairs_path("safety")))["id"]
     line = next(n for n, t in enumerate(switch_pairs_path("safety").read_text().splitlines(), 1) if f'id: "{first}"' in t)
-    path.write_text(f'suite: "preferences"\nkind: "length"\nitems:\n' + _item(first, "A new question?", **L))
+    path.write_text('suite: "preferences"\nkind: "length"\nitems:\n' + _item(first, "A new question?", **L))
     with pytest.raises(ValidationError) as exc:
         load_switch_pairs()
     assert f"length.yaml:4: id '{first}': duplicate id (first at {switch_pairs_path('safety')}:{line})" in str(exc.value)

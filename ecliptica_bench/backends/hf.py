@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from ..errors import EclipticaError
 from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter, check_dtype, config_dtype,

@@ -45,11 +45,17 @@ def _umask_mode() -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that it is complete or absent, with the mode a plain open() would give it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -61,7 +67,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_parquet(path: Path, rows: list[dict], columns: list[str]) -> None:
     """Deterministic parquet (fixed column order, no pandas index), written atomically."""
     table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
-    table = table.select(columns) if rows else table
+    write_table(path, table.select(columns) if rows else table)
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """A pyarrow table as zstd parquet, written atomically with the mode a plain open() would give it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -18,7 +18,6 @@ from ..suites import SUITES
 from .html import _data_uri, _env
 
 SAMPLE_PROMPTS = 2
-_BOARD_COLUMN_HINTS = ("iae", "delta", "trunc", "valid")
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -30,10 +29,22 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def board_table(df: pd.DataFrame) -> dict:
-    """The leaderboard's identifying, IAE, Delta, truncation and validity columns."""
-    cols = [c for c in df.columns if c in ("method", "name", "model")]
-    cols += [c for c in df.columns if c not in cols and any(h in c.lower() for h in _BOARD_COLUMN_HINTS)]
-    return {"columns": cols, "rows": [[_fmt(r[c]) for c in cols] for _, r in df.iterrows()]}
+    """Per method: both IAEs and, per suite, the signed Delta with its CI half-width, the share of instructed
+    answers cut at the token budget and the valid rate."""
+    suites = [s for s in SUITES if f"{s}__delta" in df.columns]
+    cols = ["method", "IAE (paper-compatible)", "IAE (abs, signed)"] + [f"{s} Δ" for s in suites]
+    rows = []
+    for _, r in df.iterrows():
+        cells = [str(r["method"]), _fmt(r.get("iae_paper"), 1), _fmt(r.get("iae_abs"), 1)]
+        for s in suites:
+            d, half = r.get(f"{s}__delta"), r.get(f"{s}__delta_ci_half")
+            text = _fmt(d) + (f" ± {_fmt(half)}" if _fmt(half) else "")
+            extra = [f"{label} {v:.0%}" for label, v in (("cut", r.get(f"{s}__truncation_rate")),
+                                                         ("valid", r.get(f"{s}__valid_rate")))
+                     if isinstance(v, float) and math.isfinite(v)]
+            cells.append(text + (f" ({', '.join(extra)})" if extra else ""))
+        rows.append(cells)
+    return {"columns": cols, "rows": rows}
 
 
 def _score_text(sc: dict | None) -> str:

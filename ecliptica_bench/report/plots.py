@@ -54,22 +54,10 @@ def png_bytes(fig) -> bytes:
 
 def save_png(fig, path: Path) -> Path:
     """Write the figure to `path` atomically (no half-written PNG is ever left)."""
-    import os
-    import tempfile
+    from ..data.io import atomic_write_bytes
 
-    data = png_bytes(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    atomic_write_bytes(Path(path), png_bytes(fig))
+    return Path(path)
 
 
 def _suite_label(s: str, width: int = 14) -> str:

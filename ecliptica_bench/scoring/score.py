@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..chat import CONDITIONS, INSTRUCTED, UNINSTRUCTED
-from ..data.io import write_json, write_parquet
+from ..data.io import write_json, write_table
 from ..errors import EclipticaError
 from ..store import RunStore
 from ..suites import get_suite
@@ -446,9 +446,6 @@ _STR = {"ident_pred", "judge_status", "judge_reason", "judge_verdict"}
 
 def write_scores(run_dir: Path, df, cols: dict) -> None:
     """generations.parquet's table (types as written by the run) + the score columns, atomically."""
-    import os
-    import tempfile
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -466,15 +463,7 @@ def write_scores(run_dir: Path, df, cols: dict) -> None:
             f = np.asarray(v, dtype=np.float64)
             arr = pa.array(f, type=pa.float64(), mask=~np.isfinite(f))
         table = table.append_column(c, arr)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{SCORES}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, run_dir / SCORES)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_table(run_dir / SCORES, table)
 
 
 def _field(value, name: str, default="same"):
