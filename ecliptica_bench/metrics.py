@@ -68,13 +68,7 @@ def _table(gains) -> dict[str, dict[str, float]]:
     for m, row in gains.items():
         table[str(m)] = {}
         for b, v in row.items():
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                raise EclipticaError(f"gains: method {m!r}, suite {b!r}: delta {v!r} is not a number") from None
-            if not math.isfinite(v):
-                raise EclipticaError(f"gains: method {m!r}, suite {b!r}: delta is missing or not finite")
-            table[str(m)][str(b)] = v
+            table[str(m)][str(b)] = _number(v, f"gains: method {m!r}, suite {b!r}: delta")
     if not table:
         raise EclipticaError("gains: no methods")
     suites = set(next(iter(table.values())))

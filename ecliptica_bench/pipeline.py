@@ -159,15 +159,16 @@ def demo(out: Path, quick: bool = False, limits: dict | None = None, budgets: di
 
 
 def train_line(method: str, s: dict) -> str:
-    """One line per adapter: steps, time, drift from the base model and held-out preference accuracy."""
-    pe = s.get("pref_eval") or {}
-    acc = {w: (pe.get(w) or {}).get("overall", {}).get("accuracy_logp_per_token") for w in ("before", "after")}
-    drift = s.get("kl_to_reference") or {}
-    parts = [f"[train {method}] {s.get('global_step')} steps, {s.get('seconds_per_step')} s/step"]
-    if drift:
-        parts.append(f"KL to base: final {drift.get('final'):.4f}, mean {drift.get('mean'):.4f}")
-    if acc["after"] is not None:
-        parts.append(f"held-out preference accuracy {acc['before']:.2f} -> {acc['after']:.2f}")
+    """One line per adapter: steps, time, drift from the base model and held-out preference accuracy (the
+    same figures as the report's training table)."""
+    from .report.board import training_rows
+
+    r = training_rows({method: s})[0]
+    parts = [f"[train {method}] {r['steps']} steps, {r['s_per_step']} s/step"]
+    if r["kl_final"]:
+        parts.append(f"KL to base: final {r['kl_final']}, mean {r['kl_mean']}")
+    if r["acc_after"]:
+        parts.append(f"held-out preference accuracy {r['acc_before']} -> {r['acc_after']} ({r['per_kind']})")
     return "; ".join(parts)
 
 
