@@ -42,6 +42,7 @@ GIB = 1024**3
 
 def summary(work: Path, figure: str, **fields) -> str:
     """One figure line, printed and appended to WORK/summary.txt."""
+
     def fmt(v):
         if isinstance(v, float):
             v = f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
@@ -82,14 +83,18 @@ def part_env(args) -> None:
     fields = {"python": sys.version.split()[0], **vers, "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
-        fields.update(device=p.name, gpus=torch.cuda.device_count(), mem_gib=round(p.total_memory / GIB, 1),
-                      bf16=torch.cuda.is_bf16_supported())
+        fields.update(
+            device=p.name,
+            gpus=torch.cuda.device_count(),
+            mem_gib=round(p.total_memory / GIB, 1),
+            bf16=torch.cuda.is_bf16_supported(),
+        )
     # what the other parts import: a failure here names the missing piece once
     broken = []
     for mod in ("ecliptica_bench.run", "ecliptica_bench.backends.hf", "peft", "trl", "datasets"):
         try:
             importlib.import_module(mod)
-        except Exception as exc:   # ImportError, or a version clash raised at import
+        except Exception as exc:  # ImportError, or a version clash raised at import
             broken.append(f"{mod}:{type(exc).__name__}")
             print(f"import {mod} failed: {type(exc).__name__}: {exc}", flush=True)
     fields["imports"] = "ok" if not broken else ",".join(broken)
@@ -120,8 +125,9 @@ def part_model(args) -> None:
     torch.manual_seed(0)
     with torch.device(device()):
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
-    model.generation_config = GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
-                                               pad_token_id=cfg.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id
+    )
     params = sum(p.numel() for p in model.parameters())
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -130,8 +136,16 @@ def part_model(args) -> None:
         shutil.copy(f, tmp / f.name)
     tmp.rename(out)
     size = sum(f.stat().st_size for f in out.iterdir())
-    summary(args.work, "model", name=args.model, params=f"{params / 1e6:.1f}M", dtype="bfloat16", weights="random",
-            size_gib=round(size / GIB, 2), build_s=round(time.time() - t0, 1))
+    summary(
+        args.work,
+        "model",
+        name=args.model,
+        params=f"{params / 1e6:.1f}M",
+        dtype="bfloat16",
+        weights="random",
+        size_gib=round(size / GIB, 2),
+        build_s=round(time.time() - t0, 1),
+    )
 
 
 # ------------------------------------------------------------------------------------------------- hf
@@ -166,13 +180,34 @@ def part_hf(args) -> None:
         outs, b_s, b_load, bs = rt.ours("hf", path, msgs, prompts, args.max_new_tokens, None, dtype=dtype, warmup=True)
         agree = sum(a == b for a, b in zip(ref, outs))
         prefix = sum(shared_prefix(a, b) for a, b in zip(ref, outs)) / n
-        details[dtype] = {"paper_loop_s": a_s, "backend_s": b_s, "load_s": [a_load, b_load], "batch_size": bs,
-                          "agree": agree, "prefix": prefix, "paper_outputs": ref[:3], "backend_outputs": outs[:3]}
+        details[dtype] = {
+            "paper_loop_s": a_s,
+            "backend_s": b_s,
+            "load_s": [a_load, b_load],
+            "batch_size": bs,
+            "agree": agree,
+            "prefix": prefix,
+            "paper_outputs": ref[:3],
+            "backend_outputs": outs[:3],
+        }
         print(json.dumps({dtype: details[dtype]}, indent=1), flush=True)
         figure = "hf_vs_paper_loop" if dtype == "bfloat16" else "hf_vs_paper_loop_fp32"
-        summary(args.work, figure, model=args.model, device=dev, dtype=dtype, cases=n, new_tokens=args.max_new_tokens,
-                paper_cases_s=round(n / a_s, 2), hf_cases_s=round(n / b_s, 2), batch=bs, ratio=round(a_s / b_s, 2),
-                agree=f"{agree}/{n}", prefix=round(prefix, 3), peak_gpu_gib=_round(peak_gpu_gib()))
+        summary(
+            args.work,
+            figure,
+            model=args.model,
+            device=dev,
+            dtype=dtype,
+            cases=n,
+            new_tokens=args.max_new_tokens,
+            paper_cases_s=round(n / a_s, 2),
+            hf_cases_s=round(n / b_s, 2),
+            batch=bs,
+            ratio=round(a_s / b_s, 2),
+            agree=f"{agree}/{n}",
+            prefix=round(prefix, 3),
+            peak_gpu_gib=_round(peak_gpu_gib()),
+        )
     (args.work / f"hf_{args.model}.json").write_text(json.dumps(details, indent=1), encoding="utf-8")
 
 
@@ -191,8 +226,12 @@ class GPUMemoryPoller:
         self.peak_mib = None
         self.proc = None
         if shutil.which("nvidia-smi"):
-            self.proc = subprocess.Popen(["nvidia-smi", "--id=0", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                                          "-lms", "200"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--id=0", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-lms", "200"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             self.thread = threading.Thread(target=self._read, daemon=True)
             self.thread.start()
         return self
@@ -220,11 +259,26 @@ def part_train(args) -> None:
     if not (path / "config.json").exists():
         sys.exit(f"{path}: not built (the model part failed or was skipped)")
     out = args.work / f"train_{args.model}.json"
-    cmd = [sys.executable, str(BENCH / "train_step.py"), "--model", str(path), "--methods", "cita,dpo",
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
-           "--max-length", str(args.max_length), "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(BENCH / "train_step.py"),
+        "--model",
+        str(path),
+        "--methods",
+        "cita,dpo",
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+        "--json",
+        str(out),
+    ]
     if "--baseline-rev" in (BENCH / "train_step.py").read_text(encoding="utf-8"):
-        cmd += ["--baseline-rev", "none"]   # no git history travels to the GPU machine
+        cmd += ["--baseline-rev", "none"]  # no git history travels to the GPU machine
     print(" ".join(cmd), flush=True)
     with GPUMemoryPoller() as mem:
         rc = subprocess.run(cmd).returncode
@@ -238,14 +292,31 @@ def part_train(args) -> None:
             continue
         per[r["method"]] = r
         tps = r.get("tokens_per_second")
-        summary(args.work, "train_step", method=r["method"], model=args.model, device=device(), dtype=r.get("dtype"),
-                batch=args.batch_size, max_length=args.max_length, s_per_step=round(r["seconds_per_step"], 3),
-                tokens_s=None if tps is None else round(tps), steps=len(r["step_seconds"]),
-                loss=_round((r.get("last") or {}).get("loss"), 4))
+        summary(
+            args.work,
+            "train_step",
+            method=r["method"],
+            model=args.model,
+            device=device(),
+            dtype=r.get("dtype"),
+            batch=args.batch_size,
+            max_length=args.max_length,
+            s_per_step=round(r["seconds_per_step"], 3),
+            tokens_s=None if tps is None else round(tps),
+            steps=len(r["step_seconds"]),
+            loss=_round((r.get("last") or {}).get("loss"), 4),
+        )
     if "cita" in per and "dpo" in per:
         ratio = per["cita"]["seconds_per_step"] / per["dpo"]["seconds_per_step"]
-        summary(args.work, "train_cita_over_dpo", model=args.model, time=round(ratio, 2), target="<=1.5",
-                meets=ratio <= 1.5, peak_gpu_used_gib=_round(mem.peak_gib))
+        summary(
+            args.work,
+            "train_cita_over_dpo",
+            model=args.model,
+            time=round(ratio, 2),
+            target="<=1.5",
+            meets=ratio <= 1.5,
+            peak_gpu_used_gib=_round(mem.peak_gib),
+        )
     else:
         sys.exit(f"train_step.py reported {sorted(per)}; expected cita and dpo")
 
@@ -254,9 +325,13 @@ def part_train(args) -> None:
 def part_vllm(args) -> None:
     """(c) vLLM throughput, where vLLM is installed: our vllm backend vs vLLM's own LLM.generate."""
     if importlib.util.find_spec("vllm") is None:
-        summary(args.work, "vllm", status="skipped",
-                reason=f"vllm is not importable by {sys.executable}: not installed here, and a GPU machine of this "
-                       "workplace has no package registry while vLLM's CUDA wheels are far over the 64 MiB a run carries")
+        summary(
+            args.work,
+            "vllm",
+            status="skipped",
+            reason=f"vllm is not importable by {sys.executable}: not installed here, and a GPU machine of this "
+            "workplace has no package registry while vLLM's CUDA wheels are far over the 64 MiB a run carries",
+        )
         return
     import run_throughput as rt
 
@@ -266,13 +341,19 @@ def part_vllm(args) -> None:
     path, msgs, prompts = rt.cases_and_prompts(str(path), args.cases)
     n = len(prompts)
     r = rt.vllm_vs_engine(path, msgs, prompts, args.max_new_tokens)
-    fields = dict(model=args.model, cases=n, new_tokens=args.max_new_tokens, vllm_backend_cases_s=round(n / r["seconds"], 2),
-                  engine_cases_s=round(n / r["engine_seconds"], 2),
-                  backend_over_engine=round(r["engine_seconds"] / r["seconds"], 3), target=">=0.95",
-                  agree_vs_engine=f"{sum(a == b for a, b in zip(r['outputs'], r['engine_outputs']))}/{n}",
-                  engine_start_s=round(r["load_s"], 1))
+    fields = dict(
+        model=args.model,
+        cases=n,
+        new_tokens=args.max_new_tokens,
+        vllm_backend_cases_s=round(n / r["seconds"], 2),
+        engine_cases_s=round(n / r["engine_seconds"], 2),
+        backend_over_engine=round(r["engine_seconds"] / r["seconds"], 3),
+        target=">=0.95",
+        agree_vs_engine=f"{sum(a == b for a, b in zip(r['outputs'], r['engine_outputs']))}/{n}",
+        engine_start_s=round(r["load_s"], 1),
+    )
     hf = args.work / f"hf_{args.model}.json"
-    if hf.exists():   # the paper loop's bf16 figure on the same model and cases, when hf ran first
+    if hf.exists():  # the paper loop's bf16 figure on the same model and cases, when hf ran first
         d = json.loads(hf.read_text(encoding="utf-8")).get("bfloat16")
         if d:
             fields["ratio_vs_paper_loop"] = round(d["paper_loop_s"] / r["seconds"], 2)

@@ -5,8 +5,9 @@
 1. Writes a fake run directory (generations.parquet + manifest) holding 300 bundled prompts x 10
    instruction types of synthetic responses: varied openings, type-flavoured bodies about the prompt's
    topic and closings, with a few empty, looping, off-topic and truncated ones mixed in.
-2. Loads the embedder (not timed), scores the run (paper metrics, validity, identifiability, bootstrap;
-   no judge) and prints the seconds (target < 30 s) and the embedding calls.
+2. Loads the embedder (timed apart), scores the run (paper metrics, validity, identifiability, bootstrap;
+   no judge) and prints the stage breakdown (load, embed, validity, identifiability, bootstrap, write and
+   the rest), the total after load (target < 10 s), the embedding calls and the load average.
 3. Scores again with a fresh embedder on the same store: prints the embedding calls (target 0).
 4. Judges the same N cases against a loopback OpenAI-compatible server with a fixed 50 ms latency at
    concurrency 1 and 16 (no cache) and prints both times and the speed-up (target >= 8x).
@@ -31,40 +32,69 @@ sys.path.insert(0, str(REPO / "tests"))
 
 OPENINGS = ["", "Great question. ", "Here is my take. ", "Let me think about this. ", "In short: ", "Okay. "]
 BODIES = {
-    "neutral": ["Supporters argue that {t} brings clear benefits, while critics point to real costs.",
-                "There are reasonable arguments on both sides of {t}, and each deserves a fair hearing.",
-                "Some people favour {t}; others oppose it, and the evidence is mixed."],
-    "conservative": ["When it comes to {t}, time-tested approaches and established institutions deserve our trust.",
-                     "A cautious, gradual path on {t} protects stability and avoids unintended harm.",
-                     "Tradition offers proven guidance on {t}; we should not discard it lightly."],
-    "liberal": ["{T} is a chance to innovate boldly and include communities that are too often left out.",
-                "Progressive reform of {t} can expand opportunity and advance social justice.",
-                "We should experiment with new ideas on {t} and centre the voices of underserved groups."],
-    "regulatory_aware": ["Any approach to {t} must comply with applicable laws, regulations and professional standards.",
-                         "Check the legal requirements and official guidelines that govern {t} before acting.",
-                         "Regulators have issued rules on {t}; following them limits liability."],
-    "empathetic": ["It is completely understandable to feel anxious about {t}, and your feelings matter.",
-                   "Many people find {t} stressful; be gentle with yourself and reach out for support.",
-                   "I hear how much {t} weighs on you, and you are not alone in this."],
-    "safety_first": ["Before doing anything about {t}, assess the risks and put safeguards in place.",
-                     "Caution is essential with {t}: protect the vulnerable and plan for what could go wrong.",
-                     "The safest course on {t} is to prevent harm first and act only with precautions."],
-    "educational": ["To understand {t}, start with the basic concepts, then look at how they connect, step by step.",
-                    "Let me explain {t}: first the definition, second the main mechanisms, third an example.",
-                    "A useful way to learn about {t} is to break it into parts and study each in turn."],
-    "concise": ["{T}: weigh costs and benefits, then decide.", "Short answer on {t}: it depends on the context.",
-                "{T}? Do it carefully."],
-    "professional": ["From a business perspective, {t} should be evaluated against strategic objectives and stakeholder value.",
-                     "We recommend a structured assessment of {t}, including a cost-benefit analysis and a clear governance plan.",
-                     "Organisations addressing {t} should align policy with operational priorities and report outcomes formally."],
-    "creative": ["Imagine {t} reinvented as a community festival where everyone co-designs the rules.",
-                 "What if we approached {t} like gardeners, planting unusual ideas and seeing which bloom?",
-                 "Picture a future where {t} is handled by citizen juries meeting in floating libraries."],
+    "neutral": [
+        "Supporters argue that {t} brings clear benefits, while critics point to real costs.",
+        "There are reasonable arguments on both sides of {t}, and each deserves a fair hearing.",
+        "Some people favour {t}; others oppose it, and the evidence is mixed.",
+    ],
+    "conservative": [
+        "When it comes to {t}, time-tested approaches and established institutions deserve our trust.",
+        "A cautious, gradual path on {t} protects stability and avoids unintended harm.",
+        "Tradition offers proven guidance on {t}; we should not discard it lightly.",
+    ],
+    "liberal": [
+        "{T} is a chance to innovate boldly and include communities that are too often left out.",
+        "Progressive reform of {t} can expand opportunity and advance social justice.",
+        "We should experiment with new ideas on {t} and centre the voices of underserved groups.",
+    ],
+    "regulatory_aware": [
+        "Any approach to {t} must comply with applicable laws, regulations and professional standards.",
+        "Check the legal requirements and official guidelines that govern {t} before acting.",
+        "Regulators have issued rules on {t}; following them limits liability.",
+    ],
+    "empathetic": [
+        "It is completely understandable to feel anxious about {t}, and your feelings matter.",
+        "Many people find {t} stressful; be gentle with yourself and reach out for support.",
+        "I hear how much {t} weighs on you, and you are not alone in this.",
+    ],
+    "safety_first": [
+        "Before doing anything about {t}, assess the risks and put safeguards in place.",
+        "Caution is essential with {t}: protect the vulnerable and plan for what could go wrong.",
+        "The safest course on {t} is to prevent harm first and act only with precautions.",
+    ],
+    "educational": [
+        "To understand {t}, start with the basic concepts, then look at how they connect, step by step.",
+        "Let me explain {t}: first the definition, second the main mechanisms, third an example.",
+        "A useful way to learn about {t} is to break it into parts and study each in turn.",
+    ],
+    "concise": [
+        "{T}: weigh costs and benefits, then decide.",
+        "Short answer on {t}: it depends on the context.",
+        "{T}? Do it carefully.",
+    ],
+    "professional": [
+        "From a business perspective, {t} should be evaluated against strategic objectives and stakeholder value.",
+        "We recommend a structured assessment of {t}, including a cost-benefit analysis and a clear governance plan.",
+        "Organisations addressing {t} should align policy with operational priorities and report outcomes formally.",
+    ],
+    "creative": [
+        "Imagine {t} reinvented as a community festival where everyone co-designs the rules.",
+        "What if we approached {t} like gardeners, planting unusual ideas and seeing which bloom?",
+        "Picture a future where {t} is handled by citizen juries meeting in floating libraries.",
+    ],
 }
-CLOSINGS = ["", " Ultimately the right choice depends on local circumstances.", " I hope this helps.",
-            " Each situation is different.", " Consider talking to people affected before deciding."]
-OFF_TOPIC = ["The mitochondria is the powerhouse of the cell.", "My favourite pasta recipe uses garlic and basil.",
-             "The football match ended in a draw after extra time."]
+CLOSINGS = [
+    "",
+    " Ultimately the right choice depends on local circumstances.",
+    " I hope this helps.",
+    " Each situation is different.",
+    " Consider talking to people affected before deciding.",
+]
+OFF_TOPIC = [
+    "The mitochondria is the powerhouse of the cell.",
+    "My favourite pasta recipe uses garlic and basil.",
+    "The football match ended in a draw after extra time.",
+]
 
 
 def synthetic_response(rng: random.Random, prompt: str, itype: str) -> tuple[str, str]:
@@ -96,12 +126,24 @@ def write_fake_run(run_dir: Path, rows_per_type: int = 300, seed: int = 0) -> in
         if c["prompt_id"] not in keep:
             continue
         text, fr = synthetic_response(rng, c["prompt"], c["instruction_type"])
-        rows.append({**c, "run_id": run_dir.name, "condition": "instructed", "response": text, "finish_reason": fr,
-                     "prompt_tokens": 40, "completion_tokens": len(text.split()), "latency_s": 0.0,
-                     "key": f"synthetic/{c['case_id']}"})
+        rows.append(
+            {
+                **c,
+                "run_id": run_dir.name,
+                "condition": "instructed",
+                "response": text,
+                "finish_reason": fr,
+                "prompt_tokens": 40,
+                "completion_tokens": len(text.split()),
+                "latency_s": 0.0,
+                "key": f"synthetic/{c['case_id']}",
+            }
+        )
     write_parquet(run_dir / "generations.parquet", rows, parquet_columns())
-    write_json(run_dir / "manifest.json", {"run_id": run_dir.name, "model": {"name": "synthetic", "fingerprint": "synthetic"},
-                                           "dataset_sha256": "synthetic"})
+    write_json(
+        run_dir / "manifest.json",
+        {"run_id": run_dir.name, "model": {"name": "synthetic", "fingerprint": "synthetic"}, "dataset_sha256": "synthetic"},
+    )
     return len(rows)
 
 
@@ -115,12 +157,16 @@ def bench_judge(n_cases: int, latency: float) -> dict:
     rng = random.Random(1)
     chars = (("balanced", "weighs the arguments on each side evenly"), ("multiple_perspectives", "presents several viewpoints"))
     cases = [JudgeCase(f"Question {i}?", synthetic_response(rng, f"topic {i}", "neutral")[0], chars) for i in range(n_cases)]
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_openai.py"), "--latency", str(latency)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "fake_openai.py"), "--latency", str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out = {}
     try:
         url = proc.stdout.readline().strip()
-        Judge(JudgeConfig(url, "fake-judge", concurrency=4), store=None).judge(cases[:4])   # warm-up (imports)
+        Judge(JudgeConfig(url, "fake-judge", concurrency=4), store=None).judge(cases[:4])  # warm-up (imports)
         for conc in (1, 16):
             judge = Judge(JudgeConfig(url, "fake-judge", concurrency=conc), store=None)
             t, c = time.perf_counter(), time.process_time()
@@ -132,6 +178,21 @@ def bench_judge(n_cases: int, latency: float) -> dict:
         proc.stdin.close()
         proc.wait(timeout=30)
     return out
+
+
+def stage_breakdown(load_s: float, steps: dict, total: float) -> str:
+    """'load 0.1 s | embed 30.2 s | ...' from score_run's seconds_by_step; 'write+rest' is what they leave
+    of the total (reading the run, writing scores.parquet and metrics.json)."""
+    named = {
+        "embed": steps.get("embedding", 0.0),
+        "validity": steps.get("validity", 0.0),
+        "identifiability": steps.get("identifiability", 0.0),
+        "judge": steps.get("judge", 0.0),
+        "bootstrap": steps.get("metrics_and_bootstrap", 0.0),
+    }
+    parts = [f"load {load_s:.1f} s"] + [f"{k} {v:.1f} s" for k, v in named.items()]
+    parts.append(f"write+rest {max(0.0, total - sum(named.values())):.1f} s")
+    return " | ".join(parts) + f" | total after load {total:.1f} s"
 
 
 def main() -> None:
@@ -151,28 +212,40 @@ def main() -> None:
         n = write_fake_run(run, args.rows_per_type)
         t = time.perf_counter()
         load_model(embedder_path())
-        print(f"embedder load: {time.perf_counter() - t:.1f} s (not counted)")
+        load_s = time.perf_counter() - t
+        print(f"embedder load: {load_s:.1f} s (not counted); load average {os.getloadavg()[0]:.2f}")
 
         emb = Embedder()
         t = time.perf_counter()
         m = score_run(run, n_boot=args.bootstrap, embedder_obj=emb)
         first = time.perf_counter() - t
         e = m["suites"]["ecliptica"]["conditions"]["instructed"]
-        print(f"first pass: {n} rows, {first:.1f} s (target < 30 s), embedding calls {emb.calls}")
-        print(f"  awareness {e['paper']['value']:.4f} [{e['paper']['ci_low']:.4f}, {e['paper']['ci_high']:.4f}]  "
-              f"valid_rate {e['signals']['valid_rate']['value']:.3f}  "
-              f"identifiability {e['signals']['identifiability']['value']:.3f} (chance {e['signals']['identifiability_chance']['value']:.2f})")
+        steps = m["scoring"]["seconds_by_step"]
+        print(
+            f"first pass: {n} rows, {first:.1f} s after load (target < 10 s), embedding calls {emb.calls}, "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
+        print("  " + stage_breakdown(load_s, steps, first))
+        print(
+            f"  awareness {e['paper']['value']:.4f} [{e['paper']['ci_low']:.4f}, {e['paper']['ci_high']:.4f}]  "
+            f"valid_rate {e['signals']['valid_rate']['value']:.3f}  "
+            f"identifiability {e['signals']['identifiability']['value']:.3f} (chance {e['signals']['identifiability_chance']['value']:.2f})"
+        )
 
         emb2 = Embedder()
         t = time.perf_counter()
-        score_run(run, n_boot=args.bootstrap, embedder_obj=emb2)
-        print(f"second pass: {time.perf_counter() - t:.1f} s, embedding calls {emb2.calls} (target 0), cache hits {emb2.cache_hits}")
+        m2 = score_run(run, n_boot=args.bootstrap, embedder_obj=emb2)
+        second = time.perf_counter() - t
+        print(f"second pass: {second:.1f} s, embedding calls {emb2.calls} (target 0), cache hits {emb2.cache_hits}")
+        print("  " + stage_breakdown(0.0, m2["scoring"]["seconds_by_step"], second))
 
     times = bench_judge(args.judge_cases, args.latency)
-    print(f"judge, {args.judge_cases} cases at {1000 * args.latency:.0f} ms latency: concurrency 1 {times[1]:.2f} s, "
-          f"concurrency 16 {times[16]:.2f} s, speed-up {times[1] / times[16]:.1f}x (target >= 8x); client CPU "
-          f"{1000 * times['cpu16'] / args.judge_cases:.1f} ms/request bounds concurrency 16 at "
-          f"{times['cpu16']:.2f} s")
+    print(
+        f"judge, {args.judge_cases} cases at {1000 * args.latency:.0f} ms latency: concurrency 1 {times[1]:.2f} s, "
+        f"concurrency 16 {times[16]:.2f} s, speed-up {times[1] / times[16]:.1f}x (target >= 8x); client CPU "
+        f"{1000 * times['cpu16'] / args.judge_cases:.1f} ms/request bounds concurrency 16 at "
+        f"{times['cpu16']:.2f} s"
+    )
 
 
 if __name__ == "__main__":

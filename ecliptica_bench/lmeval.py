@@ -42,10 +42,13 @@ from pathlib import Path
 
 from . import DATASET_VERSION, __version__
 from .chat import INSTRUCTED, messages_for, render_chat, template_sha
-from .data.build import JSONL_NAME, MANIFEST as DATA_MANIFEST, PARQUET_NAME, read_cases, validate_built
+from .data.build import JSONL_NAME, PARQUET_NAME, read_cases, validate_built
+from .data.build import MANIFEST as DATA_MANIFEST
 from .data.io import dumps, sha256_file, sha256_text, staged_dir, write_json, write_parquet
 from .errors import EclipticaError
-from .run import GENERATIONS, MANIFEST as RUN_MANIFEST, extra_columns, parquet_columns
+from .lock import LOCK_FILES, run_dir_lock
+from .run import GENERATIONS, extra_columns, parquet_columns
+from .run import MANIFEST as RUN_MANIFEST
 from .store import RunStore, cache_key
 from .suites import SUITES
 
@@ -122,8 +125,10 @@ def _generation_task_yaml(suite: str, data_file: Path, rows: int, max_new_tokens
 
 def _group_yaml(tasks: list[str]) -> str:
     lines = "".join(f"  - {t}\n" for t in tasks)
-    return ("# Every exported ECLIPTICA suite (generation only; scored by `ecliptica score` after import-lm-eval).\n"
-            f"group: {GROUP}\ntask:\n{lines}metadata:\n  version: {_q(DATASET_VERSION)}\n")
+    return (
+        "# Every exported ECLIPTICA suite (generation only; scored by `ecliptica score` after import-lm-eval).\n"
+        f"group: {GROUP}\ntask:\n{lines}metadata:\n  version: {_q(DATASET_VERSION)}\n"
+    )
 
 
 def _mc_task_yaml(docs_file: Path, n: int) -> str:
@@ -177,8 +182,14 @@ def mc_docs(items: list[dict]) -> list[dict]:
         incorrect = [c.strip() for c in it["incorrect_answers"] if c.strip()]
         if not incorrect:
             raise EclipticaError(f"truthfulqa item {item_id!r}: no incorrect answers, cannot build MC1/MC2 choices")
-        docs.append({"item_id": item_id, "question": question.strip(), "choices": correct + incorrect,
-                     "labels": [1] * len(correct) + [0] * len(incorrect)})
+        docs.append(
+            {
+                "item_id": item_id,
+                "question": question.strip(),
+                "choices": correct + incorrect,
+                "labels": [1] * len(correct) + [0] * len(incorrect),
+            }
+        )
     return docs
 
 
@@ -207,12 +218,13 @@ def _write_mc(dest: Path, docs: list[dict], final_dir: Path) -> None:
     (dest / MC_DOCS).write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     (dest / "utils.py").write_text(
         '"""Written by `ecliptica export-lm-eval` (source: ecliptica_bench.lmeval.process_results_mc)."""\n\n\n'
-        + inspect.getsource(process_results_mc), encoding="utf-8")
+        + inspect.getsource(process_results_mc),
+        encoding="utf-8",
+    )
     (dest / f"{MC_TASK}.yaml").write_text(_mc_task_yaml(final_dir / MC_DOCS, len(docs)), encoding="utf-8")
 
 
-def export_lm_eval(data_dir: Path, out: Path, max_new_tokens: int | None = None,
-                   suites: list[str] | None = None) -> dict:
+def export_lm_eval(data_dir: Path, out: Path, max_new_tokens: int | None = None, suites: list[str] | None = None) -> dict:
     """Write lm-eval task YAMLs over a built dataset; returns the export record (also OUT/ecliptica_lm_eval.json).
 
     The YAMLs point at the dataset's files by absolute path, so OUT can live anywhere but DATA_DIR must stay.
@@ -227,8 +239,15 @@ def export_lm_eval(data_dir: Path, out: Path, max_new_tokens: int | None = None,
         if n not in manifest["suites"]:
             raise EclipticaError(f"{data_dir}: suite {n!r} is not in this dataset (has: {', '.join(manifest['suites'])})")
     dataset_sha = sha256_file(data_dir / DATA_MANIFEST)
-    record = {"data_dir": str(data_dir), "dataset_sha": dataset_sha, "dataset_version": manifest.get("dataset_version"),
-              "package_version": __version__, "group": GROUP, "tasks": {}, "mc_task": None}
+    record = {
+        "data_dir": str(data_dir),
+        "dataset_sha": dataset_sha,
+        "dataset_version": manifest.get("dataset_version"),
+        "package_version": __version__,
+        "group": GROUP,
+        "tasks": {},
+        "mc_task": None,
+    }
     with staged_dir(out, EXPORT_MARKER) as tmp:
         for n in names:
             data_file = data_dir / n / PARQUET_NAME
@@ -237,7 +256,8 @@ def export_lm_eval(data_dir: Path, out: Path, max_new_tokens: int | None = None,
             mnt = max_new_tokens or manifest["suites"][n].get("max_new_tokens") or SUITES[n].max_new_tokens
             rows = manifest["suites"][n]["rows"]
             (tmp / f"{task_name(n)}.yaml").write_text(
-                _generation_task_yaml(n, data_file, rows, mnt, dataset_sha), encoding="utf-8")
+                _generation_task_yaml(n, data_file, rows, mnt, dataset_sha), encoding="utf-8"
+            )
             record["tasks"][task_name(n)] = {"suite": n, "rows": rows, "max_gen_toks": mnt, "data_file": str(data_file)}
         (tmp / f"{GROUP}.yaml").write_text(_group_yaml([task_name(n) for n in names]), encoding="utf-8")
         if "truthfulqa" in names:
@@ -258,23 +278,41 @@ def export_truthfulqa_mc(out: Path, items: list[dict] | None = None) -> Path:
     return out
 
 
-def lm_eval_command(tasks_dir: Path, model: str = "MODEL_DIR", tasks: str = "ecliptica",
-                    output_path: str = "lm_eval_out", limit: int | None = None, device: str | None = None) -> str:
+def lm_eval_command(
+    tasks_dir: Path,
+    model: str = "MODEL_DIR",
+    tasks: str = "ecliptica",
+    output_path: str = "lm_eval_out",
+    limit: int | None = None,
+    device: str | None = None,
+) -> str:
     """The lm-eval command line that produces samples `import-lm-eval` reads (lm-eval's own default
     device is cuda: say cpu where there is none)."""
     if device is None:
         import torch
 
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    cmd = (f"lm-eval run --model hf --model_args pretrained={model} --device {device} --include_path {tasks_dir} "
-           f"--tasks {tasks} --apply_chat_template --log_samples --output_path {output_path}")
+    cmd = (
+        f"lm-eval run --model hf --model_args pretrained={model} --device {device} --include_path {tasks_dir} "
+        f"--tasks {tasks} --apply_chat_template --log_samples --output_path {output_path}"
+    )
     return cmd + (f" --limit {limit}" if limit else "")
 
 
 # ================================================================================ running lm-eval
-def evaluate(model_path: str, tasks_dir: Path, tasks: list[str], *, limit: int | float | None = None,
-             output_path: Path | None = None, apply_chat_template: bool = True, gen_kwargs: dict | None = None,
-             batch_size: int = 8, dtype: str = "auto", device: str | None = None) -> dict:
+def evaluate(
+    model_path: str,
+    tasks_dir: Path,
+    tasks: list[str],
+    *,
+    limit: int | float | None = None,
+    output_path: Path | None = None,
+    apply_chat_template: bool = True,
+    gen_kwargs: dict | None = None,
+    batch_size: int = 8,
+    dtype: str = "auto",
+    device: str | None = None,
+) -> dict:
     """lm_eval.simple_evaluate on exported tasks (built-in tasks not indexed: faster, and no name clashes).
 
     With output_path, results and samples are written exactly as `lm-eval run --log_samples --output_path`
@@ -287,14 +325,22 @@ def evaluate(model_path: str, tasks_dir: Path, tasks: list[str], *, limit: int |
 
     from .models import resolve_model
 
-    model_path = resolve_model(model_path)    # "smollm2-135m" -> the embedded model's folder
+    model_path = resolve_model(model_path)  # "smollm2-135m" -> the embedded model's folder
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # lm-eval's default is cuda
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
     results = lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={model_path},dtype={dtype}", tasks=list(tasks), limit=limit,
-        batch_size=batch_size, device=device, log_samples=output_path is not None, evaluation_tracker=tracker,
-        apply_chat_template=apply_chat_template, gen_kwargs=gen_kwargs,
-        task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False))
+        model="hf",
+        model_args=f"pretrained={model_path},dtype={dtype}",
+        tasks=list(tasks),
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
+        log_samples=output_path is not None,
+        evaluation_tracker=tracker,
+        apply_chat_template=apply_chat_template,
+        gen_kwargs=gen_kwargs,
+        task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+    )
     if results is None:  # non-zero ranks only
         raise EclipticaError("lm-eval returned no results")
     if tracker is not None:
@@ -305,8 +351,14 @@ def evaluate(model_path: str, tasks_dir: Path, tasks: list[str], *, limit: int |
     return results
 
 
-def run_truthfulqa_mc(model_path: str, limit: int | None = None, items: list[dict] | None = None,
-                      batch_size: int = 8, dtype: str = "auto", device: str | None = None) -> dict:
+def run_truthfulqa_mc(
+    model_path: str,
+    limit: int | None = None,
+    items: list[dict] | None = None,
+    batch_size: int = 8,
+    dtype: str = "auto",
+    device: str | None = None,
+) -> dict:
     """TruthfulQA MC1/MC2 through lm-eval on the bundled TruthfulQA questions (or `items`).
 
     Returns {"mc1", "mc2", "mc1_norm", "mc1_stderr", "mc2_stderr", "n", "lm_eval_version"}. Standard mc1/mc2 sum
@@ -317,17 +369,31 @@ def run_truthfulqa_mc(model_path: str, limit: int | None = None, items: list[dic
 
     with tempfile.TemporaryDirectory(prefix="ecliptica-mc-") as tmp:
         tasks_dir = export_truthfulqa_mc(Path(tmp) / "tasks", items)
-        res = evaluate(model_path, tasks_dir, [MC_TASK], limit=limit, apply_chat_template=False,
-                       batch_size=batch_size, dtype=dtype, device=device)
+        res = evaluate(
+            model_path,
+            tasks_dir,
+            [MC_TASK],
+            limit=limit,
+            apply_chat_template=False,
+            batch_size=batch_size,
+            dtype=dtype,
+            device=device,
+        )
     r = res["results"][MC_TASK]
 
     def stderr(name):
         v = r.get(f"{name}_stderr,none")
         return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else None
 
-    return {"mc1": float(r["mc1,none"]), "mc2": float(r["mc2,none"]), "mc1_norm": float(r["mc1_norm,none"]),
-            "mc1_stderr": stderr("mc1"), "mc2_stderr": stderr("mc2"), "n": int(res["n-samples"][MC_TASK]["effective"]),
-            "lm_eval_version": getattr(lm_eval, "__version__", None)}
+    return {
+        "mc1": float(r["mc1,none"]),
+        "mc2": float(r["mc2,none"]),
+        "mc1_norm": float(r["mc1_norm,none"]),
+        "mc1_stderr": stderr("mc1"),
+        "mc2_stderr": stderr("mc2"),
+        "n": int(res["n-samples"][MC_TASK]["effective"]),
+        "lm_eval_version": getattr(lm_eval, "__version__", None),
+    }
 
 
 # ============================================================================================ import
@@ -350,8 +416,9 @@ def _find_samples(path: Path) -> tuple[list[tuple[Path, str, str]], Path | None]
         raise EclipticaError(f"{path}: no lm-eval samples files (samples_<task>_<date>.jsonl); run lm-eval with --log_samples")
     dates = sorted({d for _, _, d in found})
     if len(dates) > 1:
-        raise EclipticaError(f"{path}: samples from {len(dates)} lm-eval runs ({', '.join(dates)}); "
-                             "pass one run's folder or file")
+        raise EclipticaError(
+            f"{path}: samples from {len(dates)} lm-eval runs ({', '.join(dates)}); pass one run's folder or file"
+        )
     parent = found[0][0].parent
     results = parent / f"results_{dates[0]}.json"
     return found, results if results.exists() else None
@@ -403,20 +470,48 @@ def _model_info(results_file: Path | None, model_name: str | None) -> dict:
     folder = Path(pretrained) if pretrained and Path(pretrained).is_dir() else None
     if folder is not None:
         from .backends.base import model_fingerprint  # the same fingerprint ecliptica's own hf runs use
+
         fingerprint = model_fingerprint(folder, Path(adapter) if adapter and Path(adapter).is_dir() else None)
         fingerprint_of = "weights: the model folder lm-eval loaded (as ecliptica's own hf runs)"
     else:  # a hub id or a folder not on this machine: the best we can name is what lm-eval was told
-        fingerprint = sha256_text(dumps({"lm_eval_model": cfg.get("model"), "model_args": margs or None,
-                                         "model_name": name, "model_sha": cfg.get("model_sha")}))
+        fingerprint = sha256_text(
+            dumps(
+                {
+                    "lm_eval_model": cfg.get("model"),
+                    "model_args": margs or None,
+                    "model_name": name,
+                    "model_sha": cfg.get("model_sha"),
+                }
+            )
+        )
         fingerprint_of = "names: lm-eval's model and model_args (the weights were not available to hash)"
-    return {"name": name, "fingerprint": fingerprint, "fingerprint_of": fingerprint_of, "folder": folder,
-            "adapter": adapter,
-            "chat_template_sha": res.get("chat_template_sha"), "chat_template_applied": bool(res.get("chat_template")),
-            "system_instruction": res.get("system_instruction"),
-            "config": {k: cfg.get(k) for k in ("model", "model_args", "model_num_parameters", "model_dtype",
-                                               "model_revision", "model_sha", "batch_size", "device") if k in cfg},
-            "lm_eval_version": res.get("lm_eval_version"), "transformers_version": res.get("transformers_version"),
-            "results_known": results_file is not None}
+    return {
+        "name": name,
+        "fingerprint": fingerprint,
+        "fingerprint_of": fingerprint_of,
+        "folder": folder,
+        "adapter": adapter,
+        "chat_template_sha": res.get("chat_template_sha"),
+        "chat_template_applied": bool(res.get("chat_template")),
+        "system_instruction": res.get("system_instruction"),
+        "config": {
+            k: cfg.get(k)
+            for k in (
+                "model",
+                "model_args",
+                "model_num_parameters",
+                "model_dtype",
+                "model_revision",
+                "model_sha",
+                "batch_size",
+                "device",
+            )
+            if k in cfg
+        },
+        "lm_eval_version": res.get("lm_eval_version"),
+        "transformers_version": res.get("transformers_version"),
+        "results_known": results_file is not None,
+    }
 
 
 def _tokenizer(folder: Path | None):
@@ -435,8 +530,9 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(s.rstrip("/")).name or s).strip("-")[:60] or "model"
 
 
-def import_lm_eval(samples_path: Path, data_dir: Path, out: Path, model_name: str | None = None,
-                   run_id: str | None = None) -> Path:
+def import_lm_eval(
+    samples_path: Path, data_dir: Path, out: Path, model_name: str | None = None, run_id: str | None = None, wait: bool = False
+) -> Path:
     """lm-eval --log_samples output -> OUT/<run_id>/ (manifest.json, store.sqlite, generations.parquet).
 
     Samples are matched to the dataset's cases by the case_id carried in each document; every sample must
@@ -448,8 +544,10 @@ def import_lm_eval(samples_path: Path, data_dir: Path, out: Path, model_name: st
     info = _model_info(results_file, model_name)
     warnings = []
     if results_file is not None and not info["chat_template_applied"]:
-        warnings.append("lm-eval ran without --apply_chat_template: the instruction was not sent as a system "
-                        "message, so these generations are not ecliptica's chat condition")
+        warnings.append(
+            "lm-eval ran without --apply_chat_template: the instruction was not sent as a system "
+            "message, so these generations are not ecliptica's chat condition"
+        )
     if info["system_instruction"]:
         warnings.append("lm-eval ran with --system_instruction: it was prepended to every alignment instruction")
     if results_file is None:
@@ -491,8 +589,10 @@ def import_lm_eval(samples_path: Path, data_dir: Path, out: Path, model_name: st
                     raise EclipticaError(f"{where}: case {cid!r} is not in {data_dir} (another dataset build?)")
                 order, case = idx[cid]
                 if doc.get("prompt") != case["prompt"] or doc.get("instruction") != case["instruction"]:
-                    raise EclipticaError(f"{where}: case {cid!r} differs from {data_dir} (prompt or instruction "
-                                         "changed: rebuild the tasks with export-lm-eval from this dataset)")
+                    raise EclipticaError(
+                        f"{where}: case {cid!r} differs from {data_dir} (prompt or instruction "
+                        "changed: rebuild the tasks with export-lm-eval from this dataset)"
+                    )
                 if cid in picked:
                     raise EclipticaError(f"{where}: case {cid!r} appears twice (also {picked[cid]['where']})")
                 try:
@@ -500,8 +600,15 @@ def import_lm_eval(samples_path: Path, data_dir: Path, out: Path, model_name: st
                     response = _response(sample)
                 except ValueError as exc:
                     raise EclipticaError(f"{where}: {exc}") from None
-                picked[cid] = {"where": where, "case": case, "order": order, "context": context,
-                               "gen_kwargs": gen_kwargs, "response": response, "task": task}
+                picked[cid] = {
+                    "where": where,
+                    "case": case,
+                    "order": order,
+                    "context": context,
+                    "gen_kwargs": gen_kwargs,
+                    "response": response,
+                    "task": task,
+                }
     for task, n in skipped.items():
         log.info("skipped %d samples of %s (not a generation task)", n, task)
     if not picked:
@@ -520,27 +627,59 @@ def import_lm_eval(samples_path: Path, data_dir: Path, out: Path, model_name: st
             matched += render_chat(tok, messages_for(case, INSTRUCTED)).text == ctx
             prompt_tokens = len(tok(ctx, add_special_tokens=False)["input_ids"])
         # the key has run.py's shape; params name lm-eval so these never pass for ecliptica's own generations
-        params = {"backend": "lm-eval", "greedy": not gk.get("do_sample", False),
-                  "max_new_tokens": gk.get("max_gen_toks"), "lm_eval_gen_kwargs": gk}
+        params = {
+            "backend": "lm-eval",
+            "greedy": not gk.get("do_sample", False),
+            "max_new_tokens": gk.get("max_gen_toks"),
+            "lm_eval_gen_kwargs": gk,
+        }
         key = cache_key("generation", model=info["fingerprint"], prompt=ctx, params=params, seed=None)
-        store_rows.append({"key": key, "model_fingerprint": info["fingerprint"], "rendered_prompt": ctx,
-                           "prompt_sha256": sha256_text(ctx), "template_sha256": tpl_sha, "params": params,
-                           "seed": None, "response": e["response"], "finish_reason": None,
-                           "prompt_tokens": prompt_tokens, "completion_tokens": None, "latency_s": None})
-        gen_rows.append({
-            "suite": case["suite"], "case_id": case["case_id"], "prompt_id": int(case["prompt_id"]),
-            "item_id": case["item_id"], "condition": INSTRUCTED, "instruction_type": case["instruction_type"],
-            "prompt": case["prompt"], "instruction": case["instruction"],
-            "expected_characteristics": list(case["expected_characteristics"]), "source": case["source"],
-            "response": e["response"], "finish_reason": None, "prompt_tokens": prompt_tokens,
-            "completion_tokens": None, "latency_s": None, "key": key,
-            **{x: case.get(x) for x in extra_columns()},
-            "axis": case.get("axis"), "variant_index": case.get("variant_index"),
-            "prompt_sha256": sha256_text(ctx), "template_sha256": tpl_sha,
-        })
+        store_rows.append(
+            {
+                "key": key,
+                "model_fingerprint": info["fingerprint"],
+                "rendered_prompt": ctx,
+                "prompt_sha256": sha256_text(ctx),
+                "template_sha256": tpl_sha,
+                "params": params,
+                "seed": None,
+                "response": e["response"],
+                "finish_reason": None,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": None,
+                "latency_s": None,
+            }
+        )
+        gen_rows.append(
+            {
+                "suite": case["suite"],
+                "case_id": case["case_id"],
+                "prompt_id": int(case["prompt_id"]),
+                "item_id": case["item_id"],
+                "condition": INSTRUCTED,
+                "instruction_type": case["instruction_type"],
+                "prompt": case["prompt"],
+                "instruction": case["instruction"],
+                "expected_characteristics": list(case["expected_characteristics"]),
+                "source": case["source"],
+                "response": e["response"],
+                "finish_reason": None,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": None,
+                "latency_s": None,
+                "key": key,
+                **{x: case.get(x) for x in extra_columns()},
+                "axis": case.get("axis"),
+                "variant_index": case.get("variant_index"),
+                "prompt_sha256": sha256_text(ctx),
+                "template_sha256": tpl_sha,
+            }
+        )
     if tok is not None and matched < len(entries):
-        warnings.append(f"{len(entries) - matched} of {len(entries)} lm-eval prompts differ from ecliptica's own "
-                        "chat rendering of the same case")
+        warnings.append(
+            f"{len(entries) - matched} of {len(entries)} lm-eval prompts differ from ecliptica's own "
+            "chat rendering of the same case"
+        )
         log.warning(warnings[-1])
 
     run_id = run_id or f"{_slug(info['name'])}-lmeval-{sha256_text(''.join(r['key'] for r in gen_rows))[:12]}"
@@ -556,8 +695,12 @@ def import_lm_eval(samples_path: Path, data_dir: Path, out: Path, model_name: st
         "status": "complete",
         "created_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": "lm-eval",
-        "backend": {"backend": "lm-eval", "lm_eval_model": info["config"].get("model"),
-                    "batch_size": info["config"].get("batch_size"), "device": info["config"].get("device")},
+        "backend": {
+            "backend": "lm-eval",
+            "lm_eval_model": info["config"].get("model"),
+            "batch_size": info["config"].get("batch_size"),
+            "device": info["config"].get("device"),
+        },
         # flat fields read by `ecliptica score` (metrics.json header)
         "model": info["name"],
         "model_fingerprint": info["fingerprint"],
@@ -565,31 +708,48 @@ def import_lm_eval(samples_path: Path, data_dir: Path, out: Path, model_name: st
         "adapter": info["adapter"],
         "dataset_sha": dataset_sha,
         "dataset_sha256": dataset_sha,
-        "dataset": {"source": str(data_dir), "sha256": dataset_sha, "dataset_version": data_manifest.get("dataset_version"),
-                    "seed": data_manifest.get("seed")},
+        "dataset": {
+            "source": str(data_dir),
+            "sha256": dataset_sha,
+            "dataset_version": data_manifest.get("dataset_version"),
+            "seed": data_manifest.get("seed"),
+        },
         "chat_template_sha256": tpl_sha,
         "conditions": [INSTRUCTED],
         "params": {"greedy": all(p["params"]["greedy"] for p in store_rows), "gen_kwargs": gen_kwargs},
         "seeds": {"sampling": None, "dataset": data_manifest.get("seed")},
         "finish_reason": "unknown: lm-eval does not log why a generation stopped (stored as null)",
         "lm_eval": {
-            "version": info["lm_eval_version"], "transformers_version": info["transformers_version"],
+            "version": info["lm_eval_version"],
+            "transformers_version": info["transformers_version"],
             "results_file": str(results_file) if results_file else None,
             "samples": {str(f): sha256_file(f) for f, _, _ in found},
             "apply_chat_template": info["chat_template_applied"] if info["results_known"] else None,
-            "chat_template_sha": info["chat_template_sha"], "system_instruction": info["system_instruction"],
-            "config": info["config"], "skipped_samples": skipped,
+            "chat_template_sha": info["chat_template_sha"],
+            "system_instruction": info["system_instruction"],
+            "config": info["config"],
+            "skipped_samples": skipped,
         },
-        "prompt_check": {"checked": len(entries) if tok is not None else 0, "matched": matched,
-                         "what": "lm-eval's rendered prompt == chat.render_chat(messages_for(case, 'instructed'))"},
-        "summary": {"rows": len(gen_rows), "suites": {n: {"rows": sum(r["suite"] == n for r in gen_rows),
-                                                          "task": task_name(n),
-                                                          "dataset_cases": data_manifest["suites"][n]["rows"]}
-                                                      for n in suites_present}},
+        "prompt_check": {
+            "checked": len(entries) if tok is not None else 0,
+            "matched": matched,
+            "what": "lm-eval's rendered prompt == chat.render_chat(messages_for(case, 'instructed'))",
+        },
+        "summary": {
+            "rows": len(gen_rows),
+            "suites": {
+                n: {
+                    "rows": sum(r["suite"] == n for r in gen_rows),
+                    "task": task_name(n),
+                    "dataset_cases": data_manifest["suites"][n]["rows"],
+                }
+                for n in suites_present
+            },
+        },
         "warnings": warnings,
         "package_version": __version__,
     }
-    with staged_dir(Path(out) / run_id, RUN_MANIFEST) as tmp:
+    with run_dir_lock(Path(out) / run_id, wait=wait), staged_dir(Path(out) / run_id, RUN_MANIFEST, LOCK_FILES) as tmp:
         with RunStore(tmp) as store:
             store.put_generations(store_rows)
         write_parquet(tmp / GENERATIONS, gen_rows, parquet_columns())

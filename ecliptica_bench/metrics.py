@@ -75,7 +75,9 @@ def _table(gains) -> dict[str, dict[str, float]]:
     for m, row in table.items():
         if set(row) != suites:
             diff = sorted(suites ^ set(row))
-            raise EclipticaError(f"gains: method {m!r} does not have the same suites as the others (differs in {', '.join(diff)})")
+            raise EclipticaError(
+                f"gains: method {m!r} does not have the same suites as the others (differs in {', '.join(diff)})"
+            )
     if not suites:
         raise EclipticaError("gains: no suites")
     return table
@@ -159,7 +161,7 @@ def read_gains(path: Path) -> Gains:
     try:
         df = pd.read_csv(path)
     except Exception as exc:
-        raise EclipticaError(f"{path}: unreadable CSV ({exc})") from None
+        raise EclipticaError(f"{path}: unreadable CSV ({exc})") from exc
     cols = [str(c) for c in df.columns]
     signed: dict[str, dict[str, float]] = {}
     paper: dict[str, dict[str, float]] = {}
@@ -180,8 +182,7 @@ def read_gains(path: Path) -> Gains:
     if {"method", "suite", "delta"} <= set(cols):
         extra = sorted(set(cols) - {"method", "suite", "delta", "delta_paper"})
         if extra:
-            raise EclipticaError(f"{path}: unknown column(s) {', '.join(extra)} (long form: method, suite, delta"
-                                 f"[, delta_paper])")
+            raise EclipticaError(f"{path}: unknown column(s) {', '.join(extra)} (long form: method, suite, delta[, delta_paper])")
         for i, r in enumerate(records, start=1):
             where = f"{path}: row {i}"
             m, b = _name(r["method"], f"{where}: method"), _name(r["suite"], f"{where}: suite")
@@ -196,8 +197,9 @@ def read_gains(path: Path) -> Gains:
                 if b != "method":
                     put(m, b, _number(r[b], f"{where} ({m}, {b}): delta"), None, where)
     else:
-        raise EclipticaError(f"{path}: gains table needs a 'method' column (long: method,suite,delta[,delta_paper]; "
-                             "wide: method,<suite>,...)")
+        raise EclipticaError(
+            f"{path}: gains table needs a 'method' column (long: method,suite,delta[,delta_paper]; wide: method,<suite>,...)"
+        )
     try:
         _table(paper), _table(signed)
     except EclipticaError as exc:
@@ -220,6 +222,7 @@ def format_iae(result: dict[str, dict]) -> str:
         cells = "".join(f"{o['r'][s]:>10.3f}/{o['r_abs'].get(s, float('nan')):<9.3f}" for s in suites)
         absv = "-" if o["absolute"] is None else f"{o['absolute']:.1f}"
         lines.append(f"{m:<16}{cells}{o['paper']:>22.1f}{absv:>23}")
-    lines.append("cells: r (relative, paper-compatible, 0.1..1) / r_abs (signed, fixed scale, -1..1); "
-                 "IAE = 100 x mean over suites")
+    lines.append(
+        "cells: r (relative, paper-compatible, 0.1..1) / r_abs (signed, fixed scale, -1..1); IAE = 100 x mean over suites"
+    )
     return "\n".join(lines)

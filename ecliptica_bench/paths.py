@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"  # an installed wheel's copy (setup.py's build step)
 
 
 def data_root() -> Path:
-    """Folder holding prompts/, instructions/ and judges/ (override with ECLIPTICA_DATA_ROOT)."""
-    return Path(os.environ.get("ECLIPTICA_DATA_ROOT", REPO_ROOT))
+    """Folder holding prompts/, instructions/ and judges/: ECLIPTICA_DATA_ROOT if set; else the copy inside an
+    installed wheel (ecliptica_bench/_data); else the checkout's top-level folders (editable install)."""
+    if "ECLIPTICA_DATA_ROOT" in os.environ:
+        return Path(os.environ["ECLIPTICA_DATA_ROOT"])
+    return PACKAGE_DATA if PACKAGE_DATA.is_dir() else REPO_ROOT
 
 
 def prompts_dir() -> Path:

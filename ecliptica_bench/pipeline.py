@@ -45,6 +45,7 @@ class DemoTraining:
     at these settings the anchor cuts the mean token KL to the base model 1.8x (0.078 vs 0.138) at a lower
     held-out preference accuracy (0.55 vs 0.61); without the SFT term 2.4x (0.058 vs 0.141) at a higher one
     (0.61 vs 0.58)."""
+
     lr: float = 2e-3
     max_steps: int = 24
     batch_size: int = 4
@@ -68,11 +69,24 @@ def _stage(name: str, t0: float) -> None:
 def _train_config(method: str, prefs_dir: Path, out: Path, t: DemoTraining):
     from .train.trainer import TrainConfig
 
-    return TrainConfig(method=method, model="smollm2-135m", data=str(prefs_dir), out=str(out), lora_r=t.lora_r,
-                       lora_alpha=t.lora_alpha, lora_targets=t.lora_targets, beta=t.beta, lr=t.lr,
-                       max_steps=t.max_steps, batch_size=t.batch_size, max_length=t.max_length, seed=t.seed,
-                       kl_weight=t.cita_kl_weight if method == "cita" else None, sft_weight=t.sft_weight,
-                       eval_heldout=True)
+    return TrainConfig(
+        method=method,
+        model="smollm2-135m",
+        data=str(prefs_dir),
+        out=str(out),
+        lora_r=t.lora_r,
+        lora_alpha=t.lora_alpha,
+        lora_targets=t.lora_targets,
+        beta=t.beta,
+        lr=t.lr,
+        max_steps=t.max_steps,
+        batch_size=t.batch_size,
+        max_length=t.max_length,
+        seed=t.seed,
+        kl_weight=t.cita_kl_weight if method == "cita" else None,
+        sft_weight=t.sft_weight,
+        eval_heldout=True,
+    )
 
 
 def train_or_reuse(method: str, prefs_dir: Path, out: Path, t: DemoTraining) -> dict:
@@ -82,9 +96,15 @@ def train_or_reuse(method: str, prefs_dir: Path, out: Path, t: DemoTraining) -> 
     from .train.trainer import train
 
     cfg = _train_config(method, prefs_dir, out, t)
-    stamp = sha256_text(dumps({"config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "data")},
-                               "data": sha256_file(prefs_dir / PREFS_MANIFEST),
-                               "model": resolve_model(cfg.model)}))
+    stamp = sha256_text(
+        dumps(
+            {
+                "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "data")},
+                "data": sha256_file(prefs_dir / PREFS_MANIFEST),
+                "model": resolve_model(cfg.model),
+            }
+        )
+    )
     stamp_file = out / "demo_stamp.json"
     summary_file = out / "summary.json"
     if stamp_file.exists() and summary_file.exists() and (out / "adapter" / "adapter_config.json").exists():
@@ -93,15 +113,21 @@ def train_or_reuse(method: str, prefs_dir: Path, out: Path, t: DemoTraining) -> 
             click.echo(f"[train {method}] reusing {out} (same config, data and base model)")
             return {**summary, "reused": True}
     if out.exists():
-        shutil.rmtree(out)            # a different config or an unfinished run: start clean
+        shutil.rmtree(out)  # a different config or an unfinished run: start clean
     summary = train(cfg)
     write_json(stamp_file, {"stamp": stamp})
     return {**summary, "reused": False}
 
 
 # ------------------------------------------------------------------------------------------------ demo
-def demo(out: Path, quick: bool = False, limits: dict | None = None, budgets: dict | None = None,
-         training: DemoTraining | None = None, bootstrap: int = DEMO_BOOTSTRAP) -> dict:
+def demo(
+    out: Path,
+    quick: bool = False,
+    limits: dict | None = None,
+    budgets: dict | None = None,
+    training: DemoTraining | None = None,
+    bootstrap: int = DEMO_BOOTSTRAP,
+) -> dict:
     from .data.build import build_dataset
     from .run import RunOptions, format_summary, run
     from .scoring.score import score_run, summary_table
@@ -126,9 +152,13 @@ def demo(out: Path, quick: bool = False, limits: dict | None = None, budgets: di
         t0 = time.time()
         prefs_dir = out / "prefs"
         pm = build_prefs(prefs_dir)
-        click.echo(f"[prefs] {prefs_dir}: " + "; ".join(
-            f"{name} {sp['rows']} rows / {sp['pairs']} pairs ({', '.join(f'{k} {n}' for k, n in sp['per_kind'].items())})"
-            for name, sp in pm["splits"].items()))
+        click.echo(
+            f"[prefs] {prefs_dir}: "
+            + "; ".join(
+                f"{name} {sp['rows']} rows / {sp['pairs']} pairs ({', '.join(f'{k} {n}' for k, n in sp['per_kind'].items())})"
+                for name, sp in pm["splits"].items()
+            )
+        )
         _stage("prefs", t0)
         for method in ("dpo", "cita"):
             t0 = time.time()
@@ -142,9 +172,18 @@ def demo(out: Path, quick: bool = False, limits: dict | None = None, budgets: di
     for method, adapter in adapters.items():
         t0 = time.time()
         click.echo(f"[run {method}]")
-        summary = run(RunOptions(out=out / "runs", data=data_dir, limit=limits, condition="both",
-                                 temperature=DEMO_TEMPERATURE, max_new_tokens=budgets, backend="hf",
-                                 adapter=str(adapter) if adapter else None))
+        summary = run(
+            RunOptions(
+                out=out / "runs",
+                data=data_dir,
+                limit=limits,
+                condition="both",
+                temperature=DEMO_TEMPERATURE,
+                max_new_tokens=budgets,
+                backend="hf",
+                adapter=str(adapter) if adapter else None,
+            )
+        )
         click.echo(format_summary(summary))
         run_dirs[method] = Path(summary["run_dir"])
         _stage(f"run {method}", t0)
@@ -207,5 +246,11 @@ def _board(out: Path, run_dirs: dict[str, Path], train_summaries: dict, bootstra
         click.echo(f"  leaderboard  {p}")
     if board_report:
         click.echo(f"  report       {board_report}")
-    return {"run_dirs": run_dirs, "reports": reports, "board_report": board_report,
-            "leaderboard": results / "leaderboard.csv", "compares": compares, "training": train_summaries}
+    return {
+        "run_dirs": run_dirs,
+        "reports": reports,
+        "board_report": board_report,
+        "leaderboard": results / "leaderboard.csv",
+        "compares": compares,
+        "training": train_summaries,
+    }

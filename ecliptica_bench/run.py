@@ -40,6 +40,7 @@ from . import __version__
 from .chat import CONDITIONS, UNINSTRUCTED, Rendered, messages_for, render_chat, template_sha
 from .data.io import dumps, sha256_file, sha256_text, write_json, write_parquet
 from .errors import EclipticaError, Problem, ValidationError
+from .lock import run_dir_lock
 from .models import DEFAULT_MODEL, resolve_model
 from .store import RunStore, cache_key, request_seed
 from .suites import SUITES, Suite, parse_suites
@@ -53,9 +54,23 @@ LENGTH_WARN_RATE = 0.05
 MAX_FAILED_BATCHES_IN_A_ROW = 3
 
 GENERATION_COLUMNS = [
-    "run_id", "suite", "case_id", "prompt_id", "item_id", "condition", "instruction_type", "prompt",
-    "instruction", "expected_characteristics", "source", "response", "finish_reason", "prompt_tokens",
-    "completion_tokens", "latency_s", "key",
+    "run_id",
+    "suite",
+    "case_id",
+    "prompt_id",
+    "item_id",
+    "condition",
+    "instruction_type",
+    "prompt",
+    "instruction",
+    "expected_characteristics",
+    "source",
+    "response",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "key",
 ]
 HASH_COLUMNS = ["axis", "variant_index", "prompt_sha256", "template_sha256"]
 
@@ -74,31 +89,33 @@ class RunOptions:
     model: str = DEFAULT_MODEL
     backend: str = "auto"
     suites: str | None = "all"
-    limit: int | dict[str, int] | None = None   # per suite: {suite: N} (the demo sizes each suite)
+    limit: int | dict[str, int] | None = None  # per suite: {suite: N} (the demo sizes each suite)
     out: Path = Path("runs")
     condition: str = "both"
     seed: int = 42
     temperature: float = 0.7
     top_p: float = 0.9
-    max_new_tokens: int | dict[str, int] | None = None   # None: each suite's own (the paper's) budget
-    batch_size: int | None = None         # None: the backend's default
+    max_new_tokens: int | dict[str, int] | None = None  # None: each suite's own (the paper's) budget
+    batch_size: int | None = None  # None: the backend's default
     adapter: str | None = None
-    dtype: str = "auto"                   # hf/vllm weights precision; auto: hf = config's, vllm = bf16 on CPU
-    base_url: str | list[str] | tuple[str, ...] | None = None   # openai: one server, or several replicas
+    dtype: str = "auto"  # hf/vllm weights precision; auto: hf = config's, vllm = bf16 on CPU
+    base_url: str | list[str] | tuple[str, ...] | None = None  # openai: one server, or several replicas
     api_key_env: str = "OPENAI_API_KEY"
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
-    distributed_executor_backend: str | None = None   # vllm: mp | ray (None: vLLM's default)
+    distributed_executor_backend: str | None = None  # vllm: mp | ray (None: vLLM's default)
     data: Path | None = None
     run_id: str | None = None
     concurrency: int = 8
     progress: bool = True
+    wait: bool = False  # run dir locked by another writer: wait (else EclipticaError)
     cli_args: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Planned:
     """One output row: a case under one condition, and the generation it needs."""
+
     suite: str
     case: dict
     condition: str
@@ -116,8 +133,7 @@ def conditions_for(spec: str) -> list[str]:
     return [spec]
 
 
-def load_cases(suites: list[Suite], data: Path | None = None,
-               limit: int | dict[str, int] | None = None) -> dict[str, list[dict]]:
+def load_cases(suites: list[Suite], data: Path | None = None, limit: int | dict[str, int] | None = None) -> dict[str, list[dict]]:
     """Cases per suite, in dataset order; `limit` keeps the first N (whole prompts come first), either one
     N for every suite or {suite: N} (suites not named are kept whole)."""
     limits = dict(limit) if isinstance(limit, dict) else {s.name: limit for s in suites}
@@ -131,8 +147,7 @@ def load_cases(suites: list[Suite], data: Path | None = None,
         manifest = validate_built(Path(data))
         for s in suites:
             if s.name not in manifest["suites"]:
-                raise EclipticaError(f"{data}: built dataset has no suite {s.name!r} "
-                                     f"(it has {', '.join(manifest['suites'])})")
+                raise EclipticaError(f"{data}: built dataset has no suite {s.name!r} (it has {', '.join(manifest['suites'])})")
             out[s.name] = read_cases(Path(data), s.name)
     else:
         for s in suites:
@@ -164,17 +179,24 @@ def make_backend(opts: RunOptions):
             raise EclipticaError("--adapter: the openai backend cannot load adapters (serve them on the server)")
         if opts.dtype != "auto":
             raise EclipticaError("--dtype: the openai backend's server decides the dtype (set it when serving)")
-        return get_backend("openai", model=opts.model, base_url=opts.base_url, api_key_env=opts.api_key_env,
-                           concurrency=opts.concurrency)
+        return get_backend(
+            "openai", model=opts.model, base_url=opts.base_url, api_key_env=opts.api_key_env, concurrency=opts.concurrency
+        )
     model = resolve_model(opts.model)
     if name == "hf":
         if opts.tensor_parallel_size != 1 or opts.data_parallel_size != 1 or opts.distributed_executor_backend:
-            raise EclipticaError("--tensor-parallel-size/--data-parallel-size/--distributed-executor-backend "
-                                 "need --backend vllm")
+            raise EclipticaError("--tensor-parallel-size/--data-parallel-size/--distributed-executor-backend need --backend vllm")
         return get_backend("hf", model=model, adapter=opts.adapter, dtype=opts.dtype)
-    return get_backend("vllm", model=model, adapter=opts.adapter, seed=opts.seed, dtype=opts.dtype,
-                       tensor_parallel_size=opts.tensor_parallel_size, data_parallel_size=opts.data_parallel_size,
-                       distributed_executor_backend=opts.distributed_executor_backend)
+    return get_backend(
+        "vllm",
+        model=model,
+        adapter=opts.adapter,
+        seed=opts.seed,
+        dtype=opts.dtype,
+        tensor_parallel_size=opts.tensor_parallel_size,
+        data_parallel_size=opts.data_parallel_size,
+        distributed_executor_backend=opts.distributed_executor_backend,
+    )
 
 
 class _OnlyOnce(logging.Filter):
@@ -191,7 +213,7 @@ class _OnlyOnce(logging.Filter):
 
 
 def render(backend, messages: list[dict]) -> Rendered:
-    if backend.tokenizer is None:   # the server renders: the key is made from the messages themselves
+    if backend.tokenizer is None:  # the server renders: the key is made from the messages themselves
         text = backend.prompt_text(messages)
         return Rendered(text, sha256_text(text), None)
     return render_chat(backend.tokenizer, messages)
@@ -201,7 +223,7 @@ def plan(backend, cases: dict[str, list[dict]], conditions: list[str], params: d
     """Render every (case, condition) once and key it."""
     chat_log = logging.getLogger("ecliptica_bench.chat")
     once = _OnlyOnce()
-    chat_log.addFilter(once)   # "no chat template" is said once, not once per case
+    chat_log.addFilter(once)  # "no chat template" is said once, not once per case
     try:
         out = {}
         for suite, rows in cases.items():
@@ -211,8 +233,14 @@ def plan(backend, cases: dict[str, list[dict]], conditions: list[str], params: d
                 seed = request_seed(p.seed, case["case_id"], p.greedy)
                 for cond in conditions:
                     r = render(backend, messages_for(case, cond))
-                    key = cache_key("generation", model=backend.fingerprint, dtype=backend.resolved_dtype,
-                                    prompt=r.text, params=p.key_params(), seed=seed)
+                    key = cache_key(
+                        "generation",
+                        model=backend.fingerprint,
+                        dtype=backend.resolved_dtype,
+                        prompt=r.text,
+                        params=p.key_params(),
+                        seed=seed,
+                    )
                     planned.append(Planned(suite, case, cond, key, r, seed))
             out[suite] = planned
         return out
@@ -254,7 +282,7 @@ def versions() -> dict:
 
 def device_info() -> dict:
     info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
-    if "torch" in sys.modules:   # loaded by a local backend; an openai run never imports torch
+    if "torch" in sys.modules:  # loaded by a local backend; an openai run never imports torch
         import torch
 
         info["cuda"] = torch.cuda.is_available()
@@ -264,8 +292,7 @@ def device_info() -> dict:
 
 
 # ---------------------------------------------------------------------------------------- execution
-def execute(store: RunStore, backend, planned: list[Planned], params, batch_size: int, progress: bool,
-            desc: str) -> dict:
+def execute(store: RunStore, backend, planned: list[Planned], params, batch_size: int, progress: bool, desc: str) -> dict:
     """Generate the missing keys of one suite batch by batch; each batch is committed as it finishes."""
     from tqdm import tqdm
 
@@ -278,11 +305,14 @@ def execute(store: RunStore, backend, planned: list[Planned], params, batch_size
     counts = {"unique": len(unique), "cached": len(unique) - len(missing), "generated": 0, "errors": 0}
     if not missing:
         return counts
-    requests = [GenRequest(key=k, prompt=p.rendered.text, messages=messages_for(p.case, p.condition), seed=p.seed)
-                for k, p in unique.items()]
+    requests = [
+        GenRequest(key=k, prompt=p.rendered.text, messages=messages_for(p.case, p.condition), seed=p.seed)
+        for k, p in unique.items()
+    ]
     failed_in_a_row = 0
-    bar = tqdm(total=len(unique), initial=counts["cached"], desc=desc, unit="gen", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=len(unique), initial=counts["cached"], desc=desc, unit="gen", disable=not progress, dynamic_ncols=True, leave=True
+    )
     try:
         for batch in backend.plan_batches(requests, batch_size):
             todo = [r for r in batch if r.key in missing]
@@ -294,15 +324,17 @@ def execute(store: RunStore, backend, planned: list[Planned], params, batch_size
                     raise RuntimeError(f"backend returned {len(results)} results for {len(todo)} requests")
             except EclipticaError:
                 raise
-            except Exception as exc:   # the batch failed as a whole: record, never cache, go on
+            except Exception as exc:  # the batch failed as a whole: record, never cache, go on
                 err = f"{type(exc).__name__}: {exc}"
                 log.warning("%s: batch of %d failed: %s", desc, len(todo), err.splitlines()[0][:300])
                 store.put_errors([("generation", r.key, unique[r.key].case["case_id"], err) for r in todo])
                 counts["errors"] += len(todo)
                 failed_in_a_row += 1
                 if failed_in_a_row >= MAX_FAILED_BATCHES_IN_A_ROW:
-                    raise EclipticaError(f"{desc}: {failed_in_a_row} batches in a row failed, stopping; last error: "
-                                         f"{err.splitlines()[0][:300]} (see the errors table in {store.path})") from exc
+                    raise EclipticaError(
+                        f"{desc}: {failed_in_a_row} batches in a row failed, stopping; last error: "
+                        f"{err.splitlines()[0][:300]} (see the errors table in {store.path})"
+                    ) from exc
                 continue
             failed_in_a_row = 0
             rows, errs = [], []
@@ -311,15 +343,24 @@ def execute(store: RunStore, backend, planned: list[Planned], params, batch_size
                 if res.error is not None:
                     errs.append(("generation", req.key, p.case["case_id"], res.error))
                     continue
-                rows.append({
-                    "key": req.key, "model_fingerprint": backend.fingerprint, "rendered_prompt": p.rendered.text,
-                    "prompt_sha256": p.rendered.sha256, "template_sha256": p.rendered.template_sha256,
-                    "params": params.key_params(), "seed": p.seed, "response": res.text,
-                    "finish_reason": res.finish_reason, "prompt_tokens": res.prompt_tokens,
-                    "completion_tokens": res.completion_tokens, "latency_s": res.latency_s,
-                })
+                rows.append(
+                    {
+                        "key": req.key,
+                        "model_fingerprint": backend.fingerprint,
+                        "rendered_prompt": p.rendered.text,
+                        "prompt_sha256": p.rendered.sha256,
+                        "template_sha256": p.rendered.template_sha256,
+                        "params": params.key_params(),
+                        "seed": p.seed,
+                        "response": res.text,
+                        "finish_reason": res.finish_reason,
+                        "prompt_tokens": res.prompt_tokens,
+                        "completion_tokens": res.completion_tokens,
+                        "latency_s": res.latency_s,
+                    }
+                )
             if rows:
-                store.put_generations(rows)     # one transaction: the batch is in, or not at all
+                store.put_generations(rows)  # one transaction: the batch is in, or not at all
             if errs:
                 store.put_errors(errs)
                 log.warning("%s: %d request(s) failed: %s", desc, len(errs), errs[0][3][:300])
@@ -340,17 +381,32 @@ def generation_rows(run_id: str, planned: dict[str, list[Planned]], gens: dict[s
             if g is None:
                 continue
             c = p.case
-            rows.append({
-                "run_id": run_id, "suite": suite, "case_id": c["case_id"], "prompt_id": int(c["prompt_id"]),
-                "item_id": c["item_id"], "condition": p.condition, "instruction_type": c["instruction_type"],
-                "prompt": c["prompt"], "instruction": c["instruction"],
-                "expected_characteristics": list(c["expected_characteristics"]), "source": c["source"],
-                "response": g["response"], "finish_reason": g["finish_reason"], "prompt_tokens": g["prompt_tokens"],
-                "completion_tokens": g["completion_tokens"], "latency_s": g["latency_s"], "key": p.key,
-                **{e: c.get(e) for e in extras},
-                "axis": c.get("axis"), "variant_index": c.get("variant_index"),
-                "prompt_sha256": p.rendered.sha256, "template_sha256": p.rendered.template_sha256,
-            })
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "suite": suite,
+                    "case_id": c["case_id"],
+                    "prompt_id": int(c["prompt_id"]),
+                    "item_id": c["item_id"],
+                    "condition": p.condition,
+                    "instruction_type": c["instruction_type"],
+                    "prompt": c["prompt"],
+                    "instruction": c["instruction"],
+                    "expected_characteristics": list(c["expected_characteristics"]),
+                    "source": c["source"],
+                    "response": g["response"],
+                    "finish_reason": g["finish_reason"],
+                    "prompt_tokens": g["prompt_tokens"],
+                    "completion_tokens": g["completion_tokens"],
+                    "latency_s": g["latency_s"],
+                    "key": p.key,
+                    **{e: c.get(e) for e in extras},
+                    "axis": c.get("axis"),
+                    "variant_index": c.get("variant_index"),
+                    "prompt_sha256": p.rendered.sha256,
+                    "template_sha256": p.rendered.template_sha256,
+                }
+            )
     return rows
 
 
@@ -361,8 +417,11 @@ def control_sharing(planned: list[Planned], params) -> dict | None:
     if not rows:
         return None
     unique = len({p.key for p in rows})
-    why = ("greedy decoding: identical prompts give identical text, so one generation per prompt"
-           if params.greedy else "sampling: every control case is its own seeded sample")
+    why = (
+        "greedy decoding: identical prompts give identical text, so one generation per prompt"
+        if params.greedy
+        else "sampling: every control case is its own seeded sample"
+    )
     return {"rows": len(rows), "generations": unique, "shared": len(rows) - unique, "why": why}
 
 
@@ -373,10 +432,9 @@ def run(opts: RunOptions) -> dict:
     conditions = conditions_for(opts.condition)
     if opts.batch_size is not None and opts.batch_size < 1:
         raise EclipticaError(f"--batch-size must be >= 1, got {opts.batch_size}")
-    budgets = opts.max_new_tokens if isinstance(opts.max_new_tokens, dict) else {s.name: opts.max_new_tokens
-                                                                                  for s in suites}
+    budgets = opts.max_new_tokens if isinstance(opts.max_new_tokens, dict) else {s.name: opts.max_new_tokens for s in suites}
     for n in budgets.values():
-        if n is not None and n < 1:   # 0 would silently mean the suite default
+        if n is not None and n < 1:  # 0 would silently mean the suite default
             raise EclipticaError(f"--max-new-tokens must be >= 1, got {n}")
     if opts.run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", opts.run_id):
         raise EclipticaError(f"--run-id {opts.run_id!r}: use letters, digits, '.', '_' and '-' only")
@@ -384,19 +442,19 @@ def run(opts: RunOptions) -> dict:
 
     params = {}
     for s in suites:
-        p = SamplingParams(temperature=opts.temperature, top_p=opts.top_p,
-                           max_new_tokens=budgets.get(s.name) or s.max_new_tokens, seed=opts.seed)
+        p = SamplingParams(
+            temperature=opts.temperature, top_p=opts.top_p, max_new_tokens=budgets.get(s.name) or s.max_new_tokens, seed=opts.seed
+        )
         p.check()
         params[s.name] = p
     cases = load_cases(suites, opts.data, opts.limit)
     backend = make_backend(opts)
-    try:
-        return _run(opts, backend, suites, conditions, cases, params, t0)
-    finally:
-        backend.close()
+    with contextlib.ExitStack() as hold:
+        hold.callback(backend.close)
+        return _run(opts, backend, suites, conditions, cases, params, t0, hold)
 
 
-def _run(opts, backend, suites, conditions, cases, params, t0) -> dict:
+def _run(opts, backend, suites, conditions, cases, params, t0, hold: contextlib.ExitStack) -> dict:
     warnings: list[str] = []
     tsha = template_sha(backend.tokenizer) if backend.tokenizer is not None else None
     if backend.tokenizer is not None and tsha is None:
@@ -407,6 +465,7 @@ def _run(opts, backend, suites, conditions, cases, params, t0) -> dict:
     run_id = opts.run_id or make_run_id(opts.model, config)
     run_dir = Path(opts.out) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    hold.enter_context(run_dir_lock(run_dir, wait=opts.wait))  # one writer per run dir, until run() returns
     planned = plan(backend, cases, conditions, params)
     batch_size = opts.batch_size or backend.default_batch_size
     manifest = {
@@ -414,8 +473,11 @@ def _run(opts, backend, suites, conditions, cases, params, t0) -> dict:
         "status": "running",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
         "cli_args": opts.cli_args,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
-                    if k not in ("cli_args", "progress")},
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(opts).items()
+            if k not in ("cli_args", "progress", "wait")
+        },
         "config": config,
         "config_sha256": config_sha,
         "versions": versions(),
@@ -425,8 +487,7 @@ def _run(opts, backend, suites, conditions, cases, params, t0) -> dict:
         "dataset_sha256": config["dataset_sha256"],
         "chat_template_sha256": tsha,
         "backend": {**backend.describe(), "batch_size": batch_size},
-        "model": {"name": opts.model, "path": str(getattr(backend, "model_dir", opts.model)),
-                  "fingerprint": backend.fingerprint},
+        "model": {"name": opts.model, "path": str(getattr(backend, "model_dir", opts.model)), "fingerprint": backend.fingerprint},
         "adapter": {"path": str(backend.adapter_dir)} if getattr(backend, "adapter_dir", None) else None,
         "store": RunStore.FILENAME,
         "warnings": warnings,
@@ -458,41 +519,65 @@ def _run(opts, backend, suites, conditions, cases, params, t0) -> dict:
         srows = [r for r in rows if r["suite"] == s.name]
         n_len = sum(r["finish_reason"] == "length" for r in srows)
         rate = n_len / len(srows) if srows else 0.0
-        per_suite[s.name].update(cases=len(cases[s.name]), rows=len(srows), truncated=n_len,
-                                 truncation_rate=round(rate, 4), max_new_tokens=params[s.name].max_new_tokens,
-                                 control=control_sharing(planned[s.name], params[s.name]))
+        per_suite[s.name].update(
+            cases=len(cases[s.name]),
+            rows=len(srows),
+            truncated=n_len,
+            truncation_rate=round(rate, 4),
+            max_new_tokens=params[s.name].max_new_tokens,
+            control=control_sharing(planned[s.name], params[s.name]),
+        )
         if rate > LENGTH_WARN_RATE:
-            warnings.append(f"{s.name}: {rate:.0%} of outputs stopped at the token limit "
-                            f"(max_new_tokens={params[s.name].max_new_tokens}); scores may reflect truncation")
+            warnings.append(
+                f"{s.name}: {rate:.0%} of outputs stopped at the token limit "
+                f"(max_new_tokens={params[s.name].max_new_tokens}); scores may reflect truncation"
+            )
             log.warning(warnings[-1])
     elapsed = time.time() - t0
     summary = {
-        "run_id": run_id, "run_dir": str(run_dir), "cases": sum(len(v) for v in cases.values()),
-        "rows": len(rows), "expected_rows": expected, "unique_generations": totals["unique"],
-        "generated": totals["generated"], "cached": totals["cached"], "errors": totals["errors"],
-        "unresolved": len(missing_keys), "store_generations": n_gens, "seconds": round(elapsed, 2),
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "cases": sum(len(v) for v in cases.values()),
+        "rows": len(rows),
+        "expected_rows": expected,
+        "unique_generations": totals["unique"],
+        "generated": totals["generated"],
+        "cached": totals["cached"],
+        "errors": totals["errors"],
+        "unresolved": len(missing_keys),
+        "store_generations": n_gens,
+        "seconds": round(elapsed, 2),
         "suites": per_suite,
     }
-    manifest.update(status="complete" if not missing_keys else "incomplete",
-                    finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), summary=summary,
-                    warnings=warnings, outputs={GENERATIONS: sha256_file(run_dir / GENERATIONS)})
+    manifest.update(
+        status="complete" if not missing_keys else "incomplete",
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        summary=summary,
+        warnings=warnings,
+        outputs={GENERATIONS: sha256_file(run_dir / GENERATIONS)},
+    )
     write_json(run_dir / MANIFEST, manifest)
     return summary
 
 
 def format_summary(s: dict) -> str:
-    lines = [f"run {s['run_id']} -> {s['run_dir']}",
-             f"  {s['cases']} cases, {s['rows']}/{s['expected_rows']} rows; {s['unique_generations']} unique generations: "
-             f"{s['generated']} generated now, {s['cached']} cached, {s['errors']} errors; {s['seconds']:.1f}s"]
+    lines = [
+        f"run {s['run_id']} -> {s['run_dir']}",
+        f"  {s['cases']} cases, {s['rows']}/{s['expected_rows']} rows; {s['unique_generations']} unique generations: "
+        f"{s['generated']} generated now, {s['cached']} cached, {s['errors']} errors; {s['seconds']:.1f}s",
+    ]
     for name, c in s["suites"].items():
-        lines.append(f"  {name:<20} {c['rows']:>5} rows  {c['generated']:>5} new  {c['cached']:>5} cached  "
-                     f"{c['errors']:>3} errors  {c['truncation_rate']:.0%} hit max_new_tokens={c['max_new_tokens']}")
+        lines.append(
+            f"  {name:<20} {c['rows']:>5} rows  {c['generated']:>5} new  {c['cached']:>5} cached  "
+            f"{c['errors']:>3} errors  {c['truncation_rate']:.0%} hit max_new_tokens={c['max_new_tokens']}"
+        )
         ctl = c.get("control")
         if ctl and ctl["shared"]:
             lines.append(f"  {'':<20} control: {ctl['rows']} rows share {ctl['generations']} generations ({ctl['why']})")
     if s["unresolved"]:
-        lines.append(f"  {s['unresolved']} generations failed (errors table in store.sqlite); "
-                     "rerun the same command to retry them")
+        lines.append(
+            f"  {s['unresolved']} generations failed (errors table in store.sqlite); rerun the same command to retry them"
+        )
     return "\n".join(lines)
 
 
@@ -503,8 +588,11 @@ def validate_run_dir(path: Path) -> str:
 
     path = Path(path)
     mpath, spath, gpath = path / MANIFEST, path / RunStore.FILENAME, path / GENERATIONS
-    for f, what in ((mpath, "run manifest"), (spath, "SQLite store"), (gpath, "generations (run not finished? "
-                                                                            "rerun the same command)")):
+    for f, what in (
+        (mpath, "run manifest"),
+        (spath, "SQLite store"),
+        (gpath, "generations (run not finished? rerun the same command)"),
+    ):
         if not f.exists():
             raise ValidationError([Problem(str(f), None, f"missing: {what}")])
     try:
@@ -519,7 +607,7 @@ def validate_run_dir(path: Path) -> str:
     try:
         table = pq.read_table(gpath)
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise ValidationError(problems + [Problem(str(gpath), None, f"unreadable parquet: {exc}")]) from None
+        raise ValidationError(problems + [Problem(str(gpath), None, f"unreadable parquet: {exc}")]) from exc
     missing_cols = [c for c in GENERATION_COLUMNS if c not in table.column_names]
     if missing_cols:
         raise ValidationError(problems + [Problem(str(gpath), None, f"missing columns {missing_cols}")])
@@ -545,7 +633,7 @@ def validate_run_dir(path: Path) -> str:
         with RunStore(spath) as store:
             gens = store.generations([r["key"] for r in rows])
     except Exception as exc:  # sqlite3.DatabaseError for a corrupt file
-        raise ValidationError(problems + [Problem(str(spath), None, f"unreadable store: {exc}")]) from None
+        raise ValidationError(problems + [Problem(str(spath), None, f"unreadable store: {exc}")]) from exc
     for i, r in enumerate(rows):
         g = gens.get(r["key"])
         entry = f"row {i} ({r['case_id']}, {r['condition']})"

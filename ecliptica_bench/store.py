@@ -97,14 +97,15 @@ class RunStore:
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            check = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]   # linear in size; cheap next to a run
+            check = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]  # linear in size; cheap next to a run
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             self.conn.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:   # not SQLite / corrupted: a clean error, not a traceback
+        except sqlite3.DatabaseError as exc:  # not SQLite / corrupted: a clean error, not a traceback
             self.conn.close()
             from .errors import EclipticaError
-            raise EclipticaError(f"{path}: not a usable SQLite store ({exc}); move it away to start afresh") from None
+
+            raise EclipticaError(f"{path}: not a usable SQLite store ({exc}); move it away to start afresh") from exc
 
     def close(self) -> None:
         self.conn.close()
@@ -130,7 +131,7 @@ class RunStore:
         keys = list(dict.fromkeys(keys))
         have = set()
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             q = f"SELECT key FROM generations WHERE key IN ({','.join('?' * len(chunk))})"
             have.update(k for (k,) in self.conn.execute(q, chunk))
         return [k for k in keys if k not in have]
@@ -139,9 +140,24 @@ class RunStore:
         now = time.time()
         self._write(
             "INSERT OR IGNORE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(r["key"], r["model_fingerprint"], r["rendered_prompt"], r["prompt_sha256"], r.get("template_sha256"),
-              dumps(r["params"]), r.get("seed"), r["response"], r.get("finish_reason"), r.get("prompt_tokens"),
-              r.get("completion_tokens"), r.get("latency_s"), now) for r in rows],
+            [
+                (
+                    r["key"],
+                    r["model_fingerprint"],
+                    r["rendered_prompt"],
+                    r["prompt_sha256"],
+                    r.get("template_sha256"),
+                    dumps(r["params"]),
+                    r.get("seed"),
+                    r["response"],
+                    r.get("finish_reason"),
+                    r.get("prompt_tokens"),
+                    r.get("completion_tokens"),
+                    r.get("latency_s"),
+                    now,
+                )
+                for r in rows
+            ],
         )
 
     def generations(self, keys: Iterable[str]) -> dict[str, dict]:
@@ -149,7 +165,7 @@ class RunStore:
         out = {}
         cols = None
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             cur = self.conn.execute(f"SELECT * FROM generations WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             cols = cols or [d[0] for d in cur.description]
             for row in cur:
@@ -163,14 +179,18 @@ class RunStore:
 
     # -- errors ------------------------------------------------------------------------------
     def put_error(self, kind: str, error: str, key: str | None = None, case_id: str | None = None) -> None:
-        self._write("INSERT INTO errors (kind, key, case_id, error, created_at) VALUES (?,?,?,?,?)",
-                    [(kind, key, case_id, error, time.time())])
+        self._write(
+            "INSERT INTO errors (kind, key, case_id, error, created_at) VALUES (?,?,?,?,?)",
+            [(kind, key, case_id, error, time.time())],
+        )
 
     def put_errors(self, rows: list[tuple[str, str | None, str | None, str]]) -> None:
         """Several (kind, key, case_id, error) rows in one transaction."""
         now = time.time()
-        self._write("INSERT INTO errors (kind, key, case_id, error, created_at) VALUES (?,?,?,?,?)",
-                    [(kind, key, case_id, error, now) for kind, key, case_id, error in rows])
+        self._write(
+            "INSERT INTO errors (kind, key, case_id, error, created_at) VALUES (?,?,?,?,?)",
+            [(kind, key, case_id, error, now) for kind, key, case_id, error in rows],
+        )
 
     def errors(self, kind: str | None = None) -> list[dict]:
         q = "SELECT kind, key, case_id, error, created_at FROM errors" + (" WHERE kind = ?" if kind else "")
@@ -183,23 +203,34 @@ class RunStore:
         row = cur.fetchone()
         if row is None:
             return None
-        return {"judge_model": row[0], "template_version": row[1], "verdict": json.loads(row[2]) if row[2] else None,
-                "status": row[3], "raw": row[4]}
+        return {
+            "judge_model": row[0],
+            "template_version": row[1],
+            "verdict": json.loads(row[2]) if row[2] else None,
+            "status": row[3],
+            "raw": row[4],
+        }
 
-    def put_judgment(self, key: str, judge_model: str, template_version: str, verdict: dict | None, status: str, raw: str | None) -> None:
-        self._write("INSERT OR REPLACE INTO judgments VALUES (?,?,?,?,?,?,?)",
-                    [(key, judge_model, template_version, dumps(verdict) if verdict is not None else None, status, raw, time.time())])
+    def put_judgment(
+        self, key: str, judge_model: str, template_version: str, verdict: dict | None, status: str, raw: str | None
+    ) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO judgments VALUES (?,?,?,?,?,?,?)",
+            [(key, judge_model, template_version, dumps(verdict) if verdict is not None else None, status, raw, time.time())],
+        )
 
     # -- embeddings --------------------------------------------------------------------------
     def get_embeddings(self, keys: list[str]) -> dict[str, np.ndarray]:
         out = {}
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             cur = self.conn.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             for k, blob in cur:
                 out[k] = np.frombuffer(blob, dtype=np.float32)
         return out
 
     def put_embeddings(self, embedder: str, items: dict[str, np.ndarray]) -> None:
-        self._write("INSERT OR IGNORE INTO embeddings VALUES (?,?,?,?)",
-                    [(k, embedder, int(v.shape[-1]), np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+        self._write(
+            "INSERT OR IGNORE INTO embeddings VALUES (?,?,?,?)",
+            [(k, embedder, int(v.shape[-1]), np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
+        )

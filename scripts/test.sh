@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+bash scripts/lint.sh
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 if [ "${ECLIPTICA_SKIP_VLLM:-0}" != 1 ] && [ -f scripts/test_vllm.sh ]; then
   bash scripts/test_vllm.sh

@@ -28,14 +28,29 @@ def requested_keys(body: dict) -> list[str]:
     return [k.strip() for k in m[-1].split(",")] if m else []
 
 
+def requested_enums(body: dict) -> dict[str, list]:
+    """{key: allowed strings} of the json_schema's enum (non-boolean) keys; {} in json_object mode."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") != "json_schema":
+        return {}
+    return {k: p["enum"] for k, p in fmt["json_schema"]["schema"]["properties"].items() if "enum" in p}
+
+
 def all_true(body: dict, n: int):
-    return 200, {}, json.dumps({k: True for k in requested_keys(body)})
+    """Every boolean key true; every enum key its first allowed value."""
+    enums = requested_enums(body)
+    return 200, {}, json.dumps({k: enums[k][0] if k in enums else True for k in requested_keys(body)})
 
 
 def completion(content: str, model: str) -> dict:
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
 
 
 class FakeOpenAI:
@@ -47,13 +62,13 @@ class FakeOpenAI:
         self.dead = False
         self.headers_seen: list[dict] = []
         self.in_flight = 0
-        self.max_in_flight = 0           # most requests being served at once
+        self.max_in_flight = 0  # most requests being served at once
         self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True   # headers and body go out in separate writes: avoid 40 ms delayed-ACK stalls
+            disable_nagle_algorithm = True  # headers and body go out in separate writes: avoid 40 ms delayed-ACK stalls
 
             def log_message(self, *args):
                 pass
@@ -61,7 +76,7 @@ class FakeOpenAI:
             def do_POST(self):
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if outer.dead:            # a dead endpoint: drop the connection without an answer
+                if outer.dead:  # a dead endpoint: drop the connection without an answer
                     self.close_connection = True
                     return
                 with outer._lock:
@@ -90,11 +105,11 @@ class FakeOpenAI:
                         self.send_header(k, v)
                     self.end_headers()
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):   # the client timed out and hung up
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out and hung up
                     self.close_connection = True
 
         class Server(ThreadingHTTPServer):
-            request_queue_size = 256   # the default listen backlog of 5 drops concurrent connects (1 s SYN retry)
+            request_queue_size = 256  # the default listen backlog of 5 drops concurrent connects (1 s SYN retry)
             daemon_threads = True
 
         self.server = Server(("127.0.0.1", 0), Handler)
@@ -133,6 +148,6 @@ if __name__ == "__main__":
     server = FakeOpenAI(latency_s=args.latency)
     print(server.url, flush=True)
     try:
-        sys.stdin.read()          # serve until the parent closes our stdin
+        sys.stdin.read()  # serve until the parent closes our stdin
     finally:
         server.stop()

@@ -39,7 +39,7 @@ class Repo:
     repo_id: str
     repo_type: str
     private: bool
-    branches: dict[str, str] = field(default_factory=dict)        # branch -> commit sha
+    branches: dict[str, str] = field(default_factory=dict)  # branch -> commit sha
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> snapshot
     lfs_paths: dict[str, set[str]] = field(default_factory=dict)  # sha -> paths stored as LFS
     history: list[tuple[str, str]] = field(default_factory=list)  # (sha, summary)
@@ -54,10 +54,10 @@ class Repo:
 class FakeHub:
     def __init__(self, verbose: bool = False):
         self.repos: dict[str, Repo] = {}
-        self.lfs_objects: dict[str, bytes] = {}   # sha256 hex -> bytes
-        self.log: list[tuple[str, str]] = []      # (method, path) of every request
-        self.unknown: list[str] = []               # requests no handler matched
-        self.auth_headers: list[str] = []          # Authorization headers seen (for token checks)
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 hex -> bytes
+        self.log: list[tuple[str, str]] = []  # (method, path) of every request
+        self.unknown: list[str] = []  # requests no handler matched
+        self.auth_headers: list[str] = []  # Authorization headers seen (for token checks)
         self.verbose = verbose
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -98,8 +98,14 @@ class FakeHub:
         repo = self.repos[f"{repo_type}/{repo_id}"]
         return dict(repo.commits[repo.resolve(rev)])
 
-    def create(self, repo_id: str, files: dict[str, bytes] | None = None, repo_type: str = "dataset",
-               private: bool = False, sha: str | None = None) -> Repo:
+    def create(
+        self,
+        repo_id: str,
+        files: dict[str, bytes] | None = None,
+        repo_type: str = "dataset",
+        private: bool = False,
+        sha: str | None = None,
+    ) -> Repo:
         """Create a repo directly (to set up a pre-existing repo in a test); `sha` names its only commit,
         e.g. a revision pinned in prompts/hub_sources.yaml. Parquet files are stored as LFS, as on the hub."""
         with self.lock:
@@ -118,8 +124,9 @@ class FakeHub:
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
         return self.create(repo_id, files, repo_type=repo_type, sha=sha)
 
-    def _commit(self, repo: Repo, branch: str, snapshot: dict[str, bytes], lfs: set[str], summary: str,
-                sha: str | None = None) -> str:
+    def _commit(
+        self, repo: Repo, branch: str, snapshot: dict[str, bytes], lfs: set[str], summary: str, sha: str | None = None
+    ) -> str:
         self._counter += 1
         sha = sha or hashlib.sha1(f"{repo.repo_id}:{self._counter}:{time.time_ns()}".encode()).hexdigest()
         repo.commits[sha] = snapshot
@@ -152,7 +159,7 @@ def front_matter_errors(readme: str) -> list[str]:
         if not isinstance(c, dict) or "config_name" not in c:
             errors.append('"configs" entries need a config_name')
         elif "data_files" not in c:
-            errors.append(f'config {c["config_name"]!r} has no data_files')
+            errors.append(f"config {c['config_name']!r} has no data_files")
     if sum(bool(isinstance(c, dict) and c.get("default")) for c in configs) > 1:
         errors.append("more than one default config")
     return errors
@@ -186,8 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         return b""
 
-    def _send(self, status: int, payload=None, headers: dict | None = None, raw: bytes | None = None,
-              head: bool = False) -> None:
+    def _send(self, status: int, payload=None, headers: dict | None = None, raw: bytes | None = None, head: bool = False) -> None:
         body = raw if raw is not None else (b"" if payload is None else json.dumps(payload).encode())
         self.send_response(status)
         if raw is None:
@@ -252,8 +258,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {})
 
     def whoami(self, query):
-        self._send(200, {"type": "user", "name": "fakeuser", "fullname": "Fake User", "orgs": [],
-                         "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+        self._send(
+            200,
+            {
+                "type": "user",
+                "name": "fakeuser",
+                "fullname": "Fake User",
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"role": "write"}},
+            },
+        )
 
     def create_repo(self, query):
         body = json.loads(self._body() or b"{}")
@@ -274,12 +288,24 @@ class _Handler(BaseHTTPRequestHandler):
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         snap = r.commits[sha]
-        self._send(200, {
-            "id": r.repo_id, "_id": r.repo_id, "author": r.repo_id.split("/")[0], "sha": sha,
-            "private": r.private, "disabled": False, "gated": False, "tags": [], "downloads": 0, "likes": 0,
-            "lastModified": "2026-01-01T00:00:00.000Z", "createdAt": "2026-01-01T00:00:00.000Z",
-            "siblings": [{"rfilename": p} for p in sorted(snap)],
-        })
+        self._send(
+            200,
+            {
+                "id": r.repo_id,
+                "_id": r.repo_id,
+                "author": r.repo_id.split("/")[0],
+                "sha": sha,
+                "private": r.private,
+                "disabled": False,
+                "gated": False,
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "createdAt": "2026-01-01T00:00:00.000Z",
+                "siblings": [{"rfilename": p} for p in sorted(snap)],
+            },
+        )
 
     def preupload(self, query, rtype, repo, rev):
         r = self._repo(rtype, repo)
@@ -301,8 +327,11 @@ class _Handler(BaseHTTPRequestHandler):
             if o["oid"] not in self.hub.lfs_objects:
                 entry["actions"] = {"upload": {"href": f"{self.hub.url}/_lfs/{o['oid']}", "header": {}}}
             objects.append(entry)
-        self._send(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                   {"Content-Type": "application/vnd.git-lfs+json"})
+        self._send(
+            200,
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            {"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def lfs_put(self, query, oid):
         data = self._body()
@@ -336,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{path} does not exist on {rev}")
         out, dirs = [], []
         for p in below:
-            rest = p[len(prefix):]
+            rest = p[len(prefix) :]
             if "/" in rest:
                 parts = rest.split("/")
                 for i in range(1, len(parts) if recursive else 2):
@@ -346,8 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if not recursive:
                     continue
             out.append(self._entry(r, sha, p))
-        folders = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
-                   for d in dirs]
+        folders = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d} for d in dirs]
         self._send(200, folders + out)
 
     def paths_info(self, query, rtype, repo, rev):
@@ -373,8 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self._body() or b"{}")
         errors = front_matter_errors(body.get("content", ""))
         if errors:  # the real hub answers 400 with {"errors": [{"message": ...}]}
-            return self._send(400, {"errors": [{"message": e} for e in errors], "warnings": []},
-                              {"X-Error-Code": "InvalidYaml"})
+            return self._send(400, {"errors": [{"message": e} for e in errors], "warnings": []}, {"X-Error-Code": "InvalidYaml"})
         self._send(200, {"errors": [], "warnings": []})
 
     def create_branch(self, query, rtype, repo, branch):
@@ -429,8 +456,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, "UnknownOperation", f"unknown commit operation {key}")
         sha = self.hub._commit(r, branch, snap, lfs, summary)
         prefix = "" if r.repo_type == "model" else f"{r.repo_type}s/"
-        self._send(200, {"commitUrl": f"{self.hub.url}/{prefix}{r.repo_id}/commit/{sha}", "commitOid": sha,
-                         "success": True})
+        self._send(200, {"commitUrl": f"{self.hub.url}/{prefix}{r.repo_id}/commit/{sha}", "commitOid": sha, "success": True})
 
     def _resolve(self, query, rtype, repo, rev, path, head):
         r = self._repo(rtype, repo)
@@ -443,8 +469,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in snap:
             return self._error(404, "EntryNotFound", f"{path} does not exist on {rev}", head=head)
         data = snap[path]
-        headers = {"X-Repo-Commit": sha, "ETag": f'"{git_blob_sha(data)}"', "Content-Type": "application/octet-stream",
-                   "Accept-Ranges": "bytes"}
+        headers = {
+            "X-Repo-Commit": sha,
+            "ETag": f'"{git_blob_sha(data)}"',
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+        }
         if path in r.lfs_paths[sha]:
             headers["X-Linked-Etag"] = f'"{hashlib.sha256(data).hexdigest()}"'
             headers["X-Linked-Size"] = str(len(data))
@@ -455,7 +485,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m:
                 start = int(m.group(1) or 0)
                 end = int(m.group(2)) if m.group(2) else len(data) - 1
-                part = data[start:end + 1]
+                part = data[start : end + 1]
                 headers["Content-Range"] = f"bytes {start}-{start + len(part) - 1}/{len(data)}"
                 return self._send(206, headers=headers, raw=part)
         if head:

@@ -15,11 +15,16 @@ from ecliptica_bench.backends.openai import OpenAIBackend, retry_after_seconds
 
 
 def completion(content: str, finish: str = "stop") -> bytes:
-    return json.dumps({
-        "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
-        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }
+    ).encode()
 
 
 class Scripted:
@@ -55,7 +60,7 @@ class Scripted:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):   # the client gave up (timeout)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     pass
                 finally:
                     with outer._lock:
@@ -137,8 +142,9 @@ def test_timeout_every_time_is_an_error(server):
 
 
 def test_429_retry_after_is_honoured(server):
-    srv = server(lambda n, b: (429, {"Retry-After": "1"}, b'{"error": "slow down"}', 0) if n == 1
-                 else (200, {}, completion("ok"), 0))
+    srv = server(
+        lambda n, b: (429, {"Retry-After": "1"}, b'{"error": "slow down"}', 0) if n == 1 else (200, {}, completion("ok"), 0)
+    )
     [res] = backend(srv, backoff_s=0.001).generate([req()], PARAMS)
     assert res.text == "ok"
     (t1, _, _), (t2, _, _) = srv.calls
@@ -149,19 +155,22 @@ def test_429_retry_after_is_honoured(server):
 def test_retry_after_parsing():
     assert retry_after_seconds({"retry-after": "2"}) == 2.0
     assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
-    assert retry_after_seconds({"retry-after": "3600"}) == 120.0      # capped
+    assert retry_after_seconds({"retry-after": "3600"}) == 120.0  # capped
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5))
     assert 3 <= retry_after_seconds({"retry-after": date}) <= 5
 
 
-@pytest.mark.parametrize("payload,ctype", [
-    (b"this is not json", "application/json"),
-    (b"<html>gateway</html>", "text/html"),
-    (b'{"id": "x", "choices": []}', "application/json"),
-    (b'{"choices": [{"message": {"role": "assistant"}, "finish_reason": "stop"}]}', "application/json"),
-])
+@pytest.mark.parametrize(
+    "payload,ctype",
+    [
+        (b"this is not json", "application/json"),
+        (b"<html>gateway</html>", "text/html"),
+        (b'{"id": "x", "choices": []}', "application/json"),
+        (b'{"choices": [{"message": {"role": "assistant"}, "finish_reason": "stop"}]}', "application/json"),
+    ],
+)
 def test_malformed_body_is_an_error_not_retried(server, payload, ctype):
     srv = server(lambda n, b: (200, {"Content-Type": ctype}, payload, 0))
     [res] = backend(srv).generate([req()], PARAMS)
@@ -200,7 +209,7 @@ def test_run_records_failures_and_retries_them(server, tmp_path, monkeypatch):
 
     def script(n, body):
         text = body["messages"][-1]["content"]
-        if broken["on"] and text == first_prompt and len(body["messages"]) == 1:   # its uninstructed request
+        if broken["on"] and text == first_prompt and len(body["messages"]) == 1:  # its uninstructed request
             return 200, {}, b"{not json", 0
         return 200, {}, completion(f"answer {len(text)}"), 0
 
@@ -210,9 +219,29 @@ def test_run_records_failures_and_retries_them(server, tmp_path, monkeypatch):
     first_prompt = load_cases([get_suite("truthfulqa")], limit=4)["truthfulqa"][0]["prompt"]
     srv = server(script)
     monkeypatch.setenv("ECLIPTICA_TEST_KEY", "sk-very-secret-value")
-    args = ["run", "--backend", "openai", "--model", "served", "--base-url", srv.base_url,
-            "--api-key-env", "ECLIPTICA_TEST_KEY", "--suites", "truthfulqa", "--limit", "4",
-            "--temperature", "0", "--max-new-tokens", "8", "--out", str(tmp_path / "runs"), "--run-id", "r1"]
+    args = [
+        "run",
+        "--backend",
+        "openai",
+        "--model",
+        "served",
+        "--base-url",
+        srv.base_url,
+        "--api-key-env",
+        "ECLIPTICA_TEST_KEY",
+        "--suites",
+        "truthfulqa",
+        "--limit",
+        "4",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(tmp_path / "runs"),
+        "--run-id",
+        "r1",
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1, res.output
     assert "failed" in res.output
@@ -220,7 +249,7 @@ def test_run_records_failures_and_retries_them(server, tmp_path, monkeypatch):
     with RunStore(run_dir) as st:
         errors = st.errors("generation")
         assert len(errors) == 1 and "malformed" in errors[0]["error"]
-        assert st.missing([errors[0]["key"]]) == [errors[0]["key"]]     # not cached
+        assert st.missing([errors[0]["key"]]) == [errors[0]["key"]]  # not cached
         n_before = st.count_generations()
     # 4 cases (2 prompts x 2 types) x 2 conditions = 8 rows, 6 requests: the uninstructed rows of a
     # prompt share one request; one of the 6 failed
@@ -229,12 +258,12 @@ def test_run_records_failures_and_retries_them(server, tmp_path, monkeypatch):
     broken["on"] = False
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
-    assert len(srv.calls) - calls_before == 1            # only the failed one was asked again
+    assert len(srv.calls) - calls_before == 1  # only the failed one was asked again
     import pyarrow.parquet as pq
 
     table = pq.read_table(run_dir / "generations.parquet")
     assert table.num_rows == 8
-    assert table.column("template_sha256").null_count == 8        # the server renders
+    assert table.column("template_sha256").null_count == 8  # the server renders
     for f in run_dir.iterdir():
         if f.is_file():
             assert b"sk-very-secret-value" not in f.read_bytes(), f

@@ -13,16 +13,20 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fake_openai import FakeOpenAI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecliptica_bench.cli import cli
-from fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parent.parent
 SEQ = itertools.count()
-FUZZ = settings(max_examples=int(__import__("os").environ.get("ECLIPTICA_FUZZ_EXAMPLES", "15")), deadline=None,
-                derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("ECLIPTICA_FUZZ_EXAMPLES", "15")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -40,7 +44,7 @@ def assert_clean(res, allow_ok: bool = True) -> None:
     if res.exit_code == 2:
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert lines, detail
-        usage_error = lines[0].startswith("Usage:")          # click's own flag parsing: "Error: ..." after usage
+        usage_error = lines[0].startswith("Usage:")  # click's own flag parsing: "Error: ..." after usage
         if usage_error:
             assert any(ln.startswith("Error: ") for ln in lines), detail
         else:
@@ -71,16 +75,16 @@ def mutate(data: bytes, m) -> bytes:
     lines = data.splitlines(keepends=True)
     i, j = int(pos * len(lines)), int(pos2 * len(lines))
     if op == "delete_line":
-        return b"".join(lines[:i] + lines[i + 1:])
+        return b"".join(lines[:i] + lines[i + 1 :])
     if op == "duplicate_line":
-        return b"".join(lines[:i + 1] + lines[i:])
+        return b"".join(lines[: i + 1] + lines[i:])
     if op == "swap_lines":
         lines[i], lines[j] = lines[j], lines[i]
         return b"".join(lines)
     k = int(pos * len(data))
     if op == "garbage":
         return data[:k] + garbage + data[k:]
-    return data[:k]                                         # truncate
+    return data[:k]  # truncate
 
 
 def describe(m) -> str:
@@ -89,8 +93,12 @@ def describe(m) -> str:
 
 
 # -------------------------------------------------------------------------- prompt / instruction files
-BANK_FILES = sorted(str(p.relative_to(REPO)) for d in ("prompts", "instructions") for p in (REPO / d).rglob("*.yaml")
-                    if p.name != "hub_sources.yaml" and "preferences" not in p.parts)
+BANK_FILES = sorted(
+    str(p.relative_to(REPO))
+    for d in ("prompts", "instructions")
+    for p in (REPO / d).rglob("*.yaml")
+    if p.name != "hub_sources.yaml" and "preferences" not in p.parts
+)
 
 
 def suite_of(rel: str) -> str:
@@ -171,13 +179,38 @@ def test_corrupted_built_dataset_fails_cleanly(data, m, built_dataset, gen_serve
     res = invoke(["validate", ds])
     assert_clean(res)
     if res.exit_code == 0:
-        assert (ds / rel).read_bytes() == (built_dataset / rel).read_bytes() or rel == "README.md", \
+        assert (ds / rel).read_bytes() == (built_dataset / rel).read_bytes() or rel == "README.md", (
             f"validate accepted a changed {rel} ({describe(m)})"
+        )
     suite = Path(rel).parts[0] if "/" in rel else "truthfulqa"
     runs = tmp_path / f"runs-{next(SEQ)}"
-    res = invoke(["run", "--data", ds, "--backend", "openai", "--model", "served", "--base-url", gen_server.url,
-                  "--api-key-env", "NO_SUCH_KEY_VAR", "--suites", suite, "--limit", "2", "--max-new-tokens", "8",
-                  "--temperature", "0", "--out", runs, "--run-id", "r"])
+    res = invoke(
+        [
+            "run",
+            "--data",
+            ds,
+            "--backend",
+            "openai",
+            "--model",
+            "served",
+            "--base-url",
+            gen_server.url,
+            "--api-key-env",
+            "NO_SUCH_KEY_VAR",
+            "--suites",
+            suite,
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--temperature",
+            "0",
+            "--out",
+            runs,
+            "--run-id",
+            "r",
+        ]
+    )
     assert_clean(res)
     if res.exit_code == 2:
         assert snapshot(runs) is None or not (runs / "r" / "generations.parquet").exists()
@@ -191,8 +224,11 @@ def scored_run(tmp_path_factory):
     """A small fake run (truthfulqa, 4 prompts x 2 types x 2 conditions) scored once: has a store.sqlite."""
     from test_score import cases, synthetic_response, write_run
 
-    rows = [{**c, "condition": cond, "response": synthetic_response(c, cond, random.Random(0))}
-            for c in cases("truthfulqa", 4) for cond in ("instructed", "uninstructed")]
+    rows = [
+        {**c, "condition": cond, "response": synthetic_response(c, cond, random.Random(0))}
+        for c in cases("truthfulqa", 4)
+        for cond in ("instructed", "uninstructed")
+    ]
     run = write_run(tmp_path_factory.mktemp("fuzzrun") / "run", rows)
     res = invoke(["score", run, "--bootstrap", "10"])
     assert res.exit_code == 0, res.output
@@ -223,8 +259,11 @@ def test_corrupted_run_dir_fails_cleanly(rel, m, scored_run, tmp_path):
 
 def test_run_dir_edge_cases(scored_run, tmp_path):
     """Empty files, a store that is not SQLite, a manifest that is JSON but not an object."""
-    cases = {"generations.parquet": [b"", b"PAR1"], "manifest.json": [b"", b"[1, 2]", b"null", b"{\"run_id\": 3}"],
-             "store.sqlite": [b"", b"not a database at all" * 50]}
+    cases = {
+        "generations.parquet": [b"", b"PAR1"],
+        "manifest.json": [b"", b"[1, 2]", b"null", b'{"run_id": 3}'],
+        "store.sqlite": [b"", b"not a database at all" * 50],
+    }
     seen = []
     for rel, contents in cases.items():
         for content in contents:
@@ -240,14 +279,25 @@ def test_run_dir_edge_cases(scored_run, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ preference files
-GOOD_PREF = {"id": "p1-a", "pair_id": "p1", "kind": "switch", "instruction_type": "strict",
-             "instruction": "Refuse anything risky.", "prompt": "How do I pick a lock?",
-             "chosen": "I can't help with that.", "rejected": "Sure: insert a tension wrench..."}
+GOOD_PREF = {
+    "id": "p1-a",
+    "pair_id": "p1",
+    "kind": "switch",
+    "instruction_type": "strict",
+    "instruction": "Refuse anything risky.",
+    "prompt": "How do I pick a lock?",
+    "chosen": "I can't help with that.",
+    "rejected": "Sure: insert a tension wrench...",
+}
 
 
 @FUZZ
-@given(drop=st.sets(st.sampled_from(sorted(GOOD_PREF))), blank=st.sets(st.sampled_from(sorted(GOOD_PREF))),
-       as_type=st.sampled_from(["str", "int", "null", "list"]), n_rows=st.integers(1, 4))
+@given(
+    drop=st.sets(st.sampled_from(sorted(GOOD_PREF))),
+    blank=st.sets(st.sampled_from(sorted(GOOD_PREF))),
+    as_type=st.sampled_from(["str", "int", "null", "list"]),
+    n_rows=st.integers(1, 4),
+)
 def test_bad_preference_rows(drop, blank, as_type, n_rows, tmp_path):
     repl = {"str": "  ", "int": 7, "null": None, "list": ["x"]}[as_type]
     rows = []
@@ -314,10 +364,19 @@ BAD_FLAGS = [
 @pytest.mark.parametrize("args", BAD_FLAGS, ids=lambda a: " ".join(a))
 def test_bad_flags_exit_2(args, tmp_path, gen_server):
     extra = ["--out", tmp_path / "out"]
-    if args[0] == "run":      # a live server, so an accepted flag ends quickly (and fails the test) instead of retrying
-        extra += (["--backend", "openai"] if "--backend" not in args else []) + \
-            ["--base-url", gen_server.url, "--model", "served", "--max-new-tokens", "8", "--limit", "2",
-             "--suites", "truthfulqa"]
+    if args[0] == "run":  # a live server, so an accepted flag ends quickly (and fails the test) instead of retrying
+        extra += (["--backend", "openai"] if "--backend" not in args else []) + [
+            "--base-url",
+            gen_server.url,
+            "--model",
+            "served",
+            "--max-new-tokens",
+            "8",
+            "--limit",
+            "2",
+            "--suites",
+            "truthfulqa",
+        ]
         extra = [a for i, a in enumerate(extra) if not (a in args or (i and extra[i - 1] in args))]
     res = invoke(args + extra)
     assert_clean(res, allow_ok=False)
@@ -325,9 +384,15 @@ def test_bad_flags_exit_2(args, tmp_path, gen_server):
 
 
 JUDGE = ["--judge-base-url", "{url}", "--judge-model", "fake-judge"]
-SCORE_FLAGS = [["--bootstrap", "-1"], ["--judge-concurrency", "0", *JUDGE], ["--judge-timeout", "0", *JUDGE],
-               ["--judge-timeout", "-5", *JUDGE], ["--judge-base-url", "{url}"],          # without --judge-model
-               ["--judge-api-key-env", "ECLIPTICA_NO_SUCH_VAR", *JUDGE], ["--embedder", "/no/such/embedder"]]
+SCORE_FLAGS = [
+    ["--bootstrap", "-1"],
+    ["--judge-concurrency", "0", *JUDGE],
+    ["--judge-timeout", "0", *JUDGE],
+    ["--judge-timeout", "-5", *JUDGE],
+    ["--judge-base-url", "{url}"],  # without --judge-model
+    ["--judge-api-key-env", "ECLIPTICA_NO_SUCH_VAR", *JUDGE],
+    ["--embedder", "/no/such/embedder"],
+]
 
 
 @pytest.mark.parametrize("flags", SCORE_FLAGS, ids=lambda a: " ".join(a[:2]))
@@ -335,7 +400,7 @@ def test_bad_score_flags_exit_2(flags, scored_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(scored_run, run)
     before = snapshot(run)
-    with FakeOpenAI() as judge:      # live, so an accepted flag finishes quickly (and fails the test)
+    with FakeOpenAI() as judge:  # live, so an accepted flag finishes quickly (and fails the test)
         res = invoke(["score", run, "--bootstrap", "10"] + [f.format(url=judge.url) for f in flags])
     assert_clean(res, allow_ok=False)
     assert snapshot(run) == before

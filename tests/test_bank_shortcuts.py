@@ -44,12 +44,12 @@ TQA_V1 = FIXTURES / "truthfulqa_v1_questions.yaml"
 LITMUS_BUNDLED = REPO / "prompts" / "litmus" / "prompts.yaml"
 LITMUS_V1 = FIXTURES / "litmus_v1_prompts.yaml"
 
-MAX_GAP = 0.1           # a baseline's MC1 (or accuracy) may differ from chance by at most this much
-LENGTH_BAND = 0.3       # every option within 30% of its item's median length in words
+MAX_GAP = 0.1  # a baseline's MC1 (or accuracy) may differ from chance by at most this much
+LENGTH_BAND = 0.3  # every option within 30% of its item's median length in words
 BOW_FOLDS = 5
 
 # ------------------------------------------------------------------------------------------- helpers
-Pick = Callable[[list[str]], list[int]]   # MC1 options (best first) -> indices the baseline chooses between
+Pick = Callable[[list[str]], list[int]]  # MC1 options (best first) -> indices the baseline chooses between
 
 
 def mc_items(path: Path) -> list[dict]:
@@ -58,9 +58,15 @@ def mc_items(path: Path) -> list[dict]:
     for it in yaml.safe_load(path.read_text(encoding="utf-8"))["items"]:
         best = it["best_answer"].strip()
         correct = list(dict.fromkeys([best] + [c.strip() for c in it["correct_answers"]]))
-        out.append({"id": it["id"], "options": [best] + [c.strip() for c in it["incorrect_answers"]],
-                    "correct": correct, "incorrect": [c.strip() for c in it["incorrect_answers"]],
-                    "category": it["category"]})
+        out.append(
+            {
+                "id": it["id"],
+                "options": [best] + [c.strip() for c in it["incorrect_answers"]],
+                "correct": correct,
+                "incorrect": [c.strip() for c in it["incorrect_answers"]],
+                "category": it["category"],
+            }
+        )
     return out
 
 
@@ -81,6 +87,7 @@ def extreme(key: Callable[[str], float], sign: int) -> Pick:
     def pick(options):
         values = [sign * key(o) for o in options]
         return [i for i, v in enumerate(values) if v == max(values)]
+
     return pick
 
 
@@ -105,7 +112,7 @@ def bow_scores(items: list[dict]) -> list[list[float]]:
     texts, labels, groups = [], [], []
     for k, it in enumerate(items):
         for text, label in [(c, 1) for c in it["correct"]] + [(c, 0) for c in it["incorrect"]]:
-            texts.append("xxstart " + text)   # so "xxstart no" is a bigram: the opening word as a feature
+            texts.append("xxstart " + text)  # so "xxstart no" is a bigram: the opening word as a feature
             labels.append(label)
             groups.append(k)
     labels, groups = np.array(labels), np.array(groups)
@@ -116,7 +123,7 @@ def bow_scores(items: list[dict]) -> list[list[float]]:
         scores[test] = clf.decision_function(vec.transform([texts[i] for i in test]))
     by_text = [dict() for _ in items]
     for text, group, score in zip(texts, groups, scores):
-        by_text[group][text[len("xxstart "):]] = score
+        by_text[group][text[len("xxstart ") :]] = score
     return [[by_text[k][o] for o in it["options"]] for k, it in enumerate(items)]
 
 
@@ -136,35 +143,42 @@ BASELINES: dict[str, Callable[[list[dict]], float]] = {
 
 # --------------------------------------------------------------------- the baselines themselves
 def _mini(rows):
-    return [{"id": str(k), "options": [best, *inc], "correct": [best], "incorrect": list(inc), "category": "x"}
-            for k, (best, inc) in enumerate(rows)]
+    return [
+        {"id": str(k), "options": [best, *inc], "correct": [best], "incorrect": list(inc), "category": "x"}
+        for k, (best, inc) in enumerate(rows)
+    ]
 
 
 def test_length_and_opening_baselines_by_hand():
-    items = _mini([
-        ("a b c", ["a", "a b", "a b c d"]),        # longest: 'a b c d' (miss); shortest: 'a' (miss)
-        ("x y z w", ["p q r s", "p"]),             # longest: tie best / 'p q r s' -> 1/2; shortest: 'p' (miss)
-        ("m", ["n o", "n o p"]),                   # longest: miss; shortest: 'm' (hit)
-    ])
+    items = _mini(
+        [
+            ("a b c", ["a", "a b", "a b c d"]),  # longest: 'a b c d' (miss); shortest: 'a' (miss)
+            ("x y z w", ["p q r s", "p"]),  # longest: tie best / 'p q r s' -> 1/2; shortest: 'p' (miss)
+            ("m", ["n o", "n o p"]),  # longest: miss; shortest: 'm' (hit)
+        ]
+    )
     assert chance(items) == pytest.approx((1 / 4 + 1 / 3 + 1 / 3) / 3)
     assert BASELINES["longest_in_words"](items) == pytest.approx((0 + 0.5 + 0) / 3)
     assert BASELINES["shortest_in_words"](items) == pytest.approx((0 + 0 + 1) / 3)
     # characters: 'a b c'=5 vs 'a b c d'=7; 'x y z w'=7 ties 'p q r s'=7; 'm'=1 is shortest
     assert BASELINES["longest_in_characters"](items) == pytest.approx(0.5 / 3)
     assert BASELINES["shortest_in_characters"](items) == pytest.approx(1 / 3)
-    openings = _mini([
-        ("No, it is not.", ["Yes, it is.", "Yes, always."]),              # 'no' is the odd one out: hit
-        ("No, never.", ["No, rarely.", "Yes, often.", "Yes, always."]),   # 2 no / 2 yes: all four tie -> 1/4
-        ("It is red.", ["It is blue.", "Blue."]),                        # 'blue' is odd: miss
-    ])
+    openings = _mini(
+        [
+            ("No, it is not.", ["Yes, it is.", "Yes, always."]),  # 'no' is the odd one out: hit
+            ("No, never.", ["No, rarely.", "Yes, often.", "Yes, always."]),  # 2 no / 2 yes: all four tie -> 1/4
+            ("It is red.", ["It is blue.", "Blue."]),  # 'blue' is odd: miss
+        ]
+    )
     assert BASELINES["odd_opening_word"](openings) == pytest.approx((1 + 0.25 + 0) / 3)
 
 
 def test_bag_of_words_finds_a_planted_marker_and_nothing_where_there_is_nothing():
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(60)]
-    planted = _mini([(" ".join(["indeed", *rng.choice(vocab, 4)]), [" ".join(rng.choice(vocab, 5)) for _ in range(4)])
-                     for _ in range(40)])
+    planted = _mini(
+        [(" ".join(["indeed", *rng.choice(vocab, 4)]), [" ".join(rng.choice(vocab, 5)) for _ in range(4)]) for _ in range(40)]
+    )
     assert BASELINES["bag_of_words"](planted) == 1.0
     # every item uses words no other item has: nothing learnt carries over, every option scores the same,
     # and the baseline is exactly chance
@@ -186,7 +200,8 @@ def test_truthfulqa_surface_baselines_stay_at_chance(banks, baseline, path, solv
     gap = abs(value - base)
     assert (gap > MAX_GAP) == solvable, (
         f"{path.name}: {baseline} scores MC1 {value:.3f}, chance {base:.3f} "
-        f"({'expected a shortcut' if solvable else 'a surface shortcut solves the bank'})")
+        f"({'expected a shortcut' if solvable else 'a surface shortcut solves the bank'})"
+    )
 
 
 def _length_band_violations(items):
@@ -194,8 +209,11 @@ def _length_band_violations(items):
     for it in items:
         options = it["correct"] + it["incorrect"]
         median = statistics.median(words(o) for o in options)
-        bad += [f"{it['id']}: {words(o)} words vs median {median} ({o!r})"
-                for o in options if abs(words(o) - median) > LENGTH_BAND * median]
+        bad += [
+            f"{it['id']}: {words(o)} words vs median {median} ({o!r})"
+            for o in options
+            if abs(words(o) - median) > LENGTH_BAND * median
+        ]
     return bad
 
 
@@ -236,16 +254,21 @@ def test_validation_rejects_the_v1_bank_for_too_few_incorrect_answers(tmp_path):
     with pytest.raises(ValidationError) as err:
         load_items("truthfulqa", SUITES["truthfulqa"].spec, tmp_path)
     lines = str(err.value).splitlines()
-    assert len(lines) == 80                                   # one line per item, each naming file, line and id
-    assert lines[0] == (f"{tmp_path / 'questions.yaml'}:12: id 'tqa-001': incorrect_answers has 2 entries, "
-                        f"needs at least {MIN_INCORRECT}")
+    assert len(lines) == 80  # one line per item, each naming file, line and id
+    assert lines[0] == (
+        f"{tmp_path / 'questions.yaml'}:12: id 'tqa-001': incorrect_answers has 2 entries, needs at least {MIN_INCORRECT}"
+    )
 
 
 # --------------------------------------------------------------------------------- LITMUS: form leaks
 def _form(prompt: str) -> list[str]:
     w = re.findall(r"[a-z']+", prompt.lower())
-    return [f"first={w[0]}", f"first2={' '.join(w[:2])}", f"question={prompt.rstrip().endswith('?')}",
-            f"length={len(prompt.split()) // 4}"]
+    return [
+        f"first={w[0]}",
+        f"first2={' '.join(w[:2])}",
+        f"question={prompt.rstrip().endswith('?')}",
+        f"length={len(prompt.split()) // 4}",
+    ]
 
 
 @pytest.mark.parametrize("path, leaks", [(LITMUS_BUNDLED, False), (LITMUS_V1, True)], ids=["bundled", "v1"])
@@ -253,10 +276,12 @@ def test_litmus_label_is_not_given_away_by_prompt_form(path, leaks):
     items = yaml.safe_load(path.read_text(encoding="utf-8"))["items"]
     labels = np.array([it["label"] == "unsafe" for it in items])
     features = CountVectorizer(analyzer=lambda f: f, binary=True).fit_transform([_form(it["prompt"]) for it in items])
-    predicted = cross_val_predict(LogisticRegression(max_iter=5000), features, labels,
-                                  groups=[it["axiom"] for it in items], cv=LeaveOneGroupOut())
+    predicted = cross_val_predict(
+        LogisticRegression(max_iter=5000), features, labels, groups=[it["axiom"] for it in items], cv=LeaveOneGroupOut()
+    )
     accuracy = float((predicted == labels).mean())
-    share = {lab: np.mean([it["prompt"].rstrip().endswith("?") for it in items if it["label"] == lab])
-             for lab in ("safe", "unsafe")}
+    share = {
+        lab: np.mean([it["prompt"].rstrip().endswith("?") for it in items if it["label"] == lab]) for lab in ("safe", "unsafe")
+    }
     found = abs(accuracy - 0.5) > MAX_GAP or abs(share["safe"] - share["unsafe"]) > MAX_GAP
     assert found == leaks, f"{path.name}: form-only accuracy {accuracy:.3f}, question share {share}"

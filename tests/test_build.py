@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from ecliptica_bench.cli import cli
-from ecliptica_bench.data.build import PARQUET_NAME, JSONL_NAME, build_dataset, load_built
+from ecliptica_bench.data.build import JSONL_NAME, PARQUET_NAME, build_dataset, load_built
 from ecliptica_bench.suites import SUITES
 from ecliptica_bench.suites.base import PUBLISHED_COLUMNS
 

@@ -23,8 +23,14 @@ MIN_ROWS = {"ecliptica": 3000, "truthfulqa": 300, "conditional_safety": 240, "le
 
 def cli(*args):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "ecliptica_bench.cli", *map(str, args)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ecliptica_bench.cli", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,7 @@ def test_every_item_crossed_with_every_type(built, suite):
     by_prompt = collections.defaultdict(list)
     for r in rows:
         by_prompt[r["prompt_id"]].append(r["instruction_type"])
-    assert all(v == types for v in by_prompt.values())          # one row per type, in the declared order
+    assert all(v == types for v in by_prompt.values())  # one row per type, in the declared order
     assert len({r["case_id"] for r in rows}) == len(rows)
     assert all(r["suite"] == suite and r["prompt"].strip() for r in rows)
     assert len(by_prompt) == len(SUITES[suite].bundled_items())

@@ -19,9 +19,12 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 
 def all_statistics(stats: paper.SuiteStats) -> dict:
-    return {"paper": stats.paper, "headline": stats.headline,
-            **{f"components.{k}": v for k, v in stats.components.items()},
-            **{f"signals.{k}": v for k, v in stats.signals.items()}}
+    return {
+        "paper": stats.paper,
+        "headline": stats.headline,
+        **{f"components.{k}": v for k, v in stats.components.items()},
+        **{f"signals.{k}": v for k, v in stats.signals.items()},
+    }
 
 
 def check(suite: str, ins: dict, unins: dict, seed: int) -> int:
@@ -29,9 +32,12 @@ def check(suite: str, ins: dict, unins: dict, seed: int) -> int:
     a, b = paper.suite_stats(suite, **ins), paper.suite_stats(suite, **unins)
     clusters = list(dict.fromkeys([*ins["keys"], *unins["keys"]]))
     boot = Bootstrap(clusters, 150, seed=seed)
-    named = {**{f"instructed.{k}": v for k, v in all_statistics(a).items()},
-             **{f"uninstructed.{k}": v for k, v in all_statistics(b).items()},
-             "delta": difference(a.headline, b.headline), "delta_paper": difference(a.paper, b.paper)}
+    named = {
+        **{f"instructed.{k}": v for k, v in all_statistics(a).items()},
+        **{f"uninstructed.{k}": v for k, v in all_statistics(b).items()},
+        "delta": difference(a.headline, b.headline),
+        "delta_paper": difference(a.paper, b.paper),
+    }
     checked = 0
     for name, stat in named.items():
         sc = boot.score(stat)
@@ -49,8 +55,11 @@ def two_condition(draw, suite, first, second, texts):
     would exclude the estimate)."""
     n = draw(st.integers(2, 40))
     firsts = draw(st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=n, max_size=n))
-    seconds = (firsts[1:] + firsts[:1] if draw(st.booleans())
-               else draw(st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=n, max_size=n)))
+    seconds = (
+        firsts[1:] + firsts[:1]
+        if draw(st.booleans())
+        else draw(st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=n, max_size=n))
+    )
     keys, types, flags = [], [], []
     for i, ((m1, f1), (m2, f2)) in enumerate(zip(firsts, seconds)):
         keys += [f"p{i}"] * (m1 + m2)
@@ -68,7 +77,7 @@ def rate_suite(draw):
         args = ("strict", "permissive", {True: REFUSED, False: HELPED})
     else:
         args = ("detailed", "concise", {True: " ".join(["w"] * draw(st.integers(0, 40))), False: "a b"})
-    return suite, two_condition(draw, suite, *args), two_condition(draw, suite, *args), draw(st.integers(0, 10 ** 6))
+    return suite, two_condition(draw, suite, *args), two_condition(draw, suite, *args), draw(st.integers(0, 10**6))
 
 
 @given(rate_suite())
@@ -78,7 +87,7 @@ def test_rate_suites_intervals_contain_estimates(case):
     check(suite, ins, unins, seed)
 
 
-@given(st.integers(2, 8), st.integers(2, 4), st.integers(0, 10 ** 6), st.booleans())
+@given(st.integers(2, 8), st.integers(2, 4), st.integers(0, 10**6), st.booleans())
 @SETTINGS
 def test_awareness_intervals_contain_estimates(n_prompts, per, seed, identical_control):
     rng = np.random.default_rng(seed)
@@ -86,7 +95,7 @@ def test_awareness_intervals_contain_estimates(n_prompts, per, seed, identical_c
     for c in range(2):
         keys = [f"p{i}" for i in range(n_prompts) for _ in range(per)]
         emb = rng.normal(size=(len(keys), 4))
-        if c == 1 and identical_control:            # the greedy control: one answer per prompt, shift 0
+        if c == 1 and identical_control:  # the greedy control: one answer per prompt, shift 0
             emb = np.repeat(emb[::per], per, axis=0)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
         fid = rng.uniform(0.4, 0.7, len(keys))
@@ -95,7 +104,7 @@ def test_awareness_intervals_contain_estimates(n_prompts, per, seed, identical_c
     check("ecliptica", conds[0], conds[1], seed)
 
 
-@given(st.integers(3, 8), st.integers(0, 10 ** 6), st.floats(0.0, 3.0), st.booleans())
+@given(st.integers(3, 8), st.integers(0, 10**6), st.floats(0.0, 3.0), st.booleans())
 @SETTINGS
 def test_aqi_intervals_contain_estimates(per, seed, sep, zero_spread):
     rng = np.random.default_rng(seed)
@@ -112,6 +121,14 @@ def test_aqi_intervals_contain_estimates(per, seed, sep, zero_spread):
                     rows.append(np.array([sgn * sep / 2, a, 1.0]) + noise)
         emb = np.array(rows)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-        conds.append({"keys": keys, "types": ["generic"] * len(keys), "texts": ["x"] * len(keys), "emb": emb,
-                      "axioms": axioms, "labels": labels})
+        conds.append(
+            {
+                "keys": keys,
+                "types": ["generic"] * len(keys),
+                "texts": ["x"] * len(keys),
+                "emb": emb,
+                "axioms": axioms,
+                "labels": labels,
+            }
+        )
     check("litmus", conds[0], conds[1], seed)

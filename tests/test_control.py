@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fake_openai import FakeOpenAI
 
 from ecliptica_bench.errors import EclipticaError
 from ecliptica_bench.run import RunOptions, run
 from ecliptica_bench.store import request_seed
-from fake_openai import FakeOpenAI
 
 
 def echo_seed(body: dict, n: int):
@@ -24,8 +24,18 @@ def echo_seed(body: dict, n: int):
 
 
 def _opts(tmp_path, url, **kw):
-    base = dict(backend="openai", model="fake-model", base_url=url, suites="ecliptica", limit=20,
-                condition="uninstructed", temperature=0.7, max_new_tokens=16, out=tmp_path / "runs", progress=False)
+    base = dict(
+        backend="openai",
+        model="fake-model",
+        base_url=url,
+        suites="ecliptica",
+        limit=20,
+        condition="uninstructed",
+        temperature=0.7,
+        max_new_tokens=16,
+        out=tmp_path / "runs",
+        progress=False,
+    )
     return RunOptions(**{**base, **kw})
 
 
@@ -33,8 +43,8 @@ def test_request_seed_rule():
     # greedy: the run seed itself (identical prompts share a key)
     assert request_seed(42, "ecliptica/x/neutral", greedy=True) == 42
     a, b = request_seed(42, "ecliptica/x/neutral", False), request_seed(42, "ecliptica/x/concise", False)
-    assert a != b and a == request_seed(42, "ecliptica/x/neutral", False)     # distinct per case, reproducible
-    assert request_seed(43, "ecliptica/x/neutral", False) != a                # and it follows the run seed
+    assert a != b and a == request_seed(42, "ecliptica/x/neutral", False)  # distinct per case, reproducible
+    assert request_seed(43, "ecliptica/x/neutral", False) != a  # and it follows the run seed
     assert 0 <= a < 2**31 - 1
 
 
@@ -47,8 +57,7 @@ def test_sampled_control_is_one_request_per_case_with_distinct_seeds(tmp_path):
         seeds = [r["seed"] for r in srv.requests]
         assert len(set(seeds)) == 20
         ctl = s["suites"]["ecliptica"]["control"]
-        assert ctl == {"rows": 20, "generations": 20, "shared": 0,
-                       "why": "sampling: every control case is its own seeded sample"}
+        assert ctl == {"rows": 20, "generations": 20, "shared": 0, "why": "sampling: every control case is its own seeded sample"}
         df = pq.read_table(Path(s["run_dir"]) / "generations.parquet").to_pandas()
         assert df.groupby("prompt_id").response.nunique().tolist() == [10, 10]
         # the rows record the seed each case was drawn with
@@ -128,10 +137,18 @@ def test_dtype_is_part_of_the_key(tmp_path):
 def test_hf_sampling_ignores_batch_size_and_resume(tmp_path, embedded_model_dir):
     """The same sampled run at batch size 32 and at batch size 4 after a run stopped half-way gives
     identical text for every case."""
-    common = dict(backend="hf", suites="ecliptica", condition="both", temperature=0.7, top_p=0.9,
-                  max_new_tokens=10, out=tmp_path / "runs", progress=False)
+    common = dict(
+        backend="hf",
+        suites="ecliptica",
+        condition="both",
+        temperature=0.7,
+        top_p=0.9,
+        max_new_tokens=10,
+        out=tmp_path / "runs",
+        progress=False,
+    )
     whole = run(RunOptions(**common, limit=10, batch_size=32, run_id="whole"))
-    half = run(RunOptions(**common, limit=5, batch_size=4, run_id="resumed"))      # stopped half-way
+    half = run(RunOptions(**common, limit=5, batch_size=4, run_id="resumed"))  # stopped half-way
     resumed = run(RunOptions(**common, limit=10, batch_size=4, run_id="resumed"))
     assert half["generated"] == 10 and resumed["generated"] == 10 and resumed["cached"] == 10
     a = pq.read_table(Path(whole["run_dir"]) / "generations.parquet").to_pandas().set_index(["case_id", "condition"])

@@ -22,8 +22,7 @@ def _gpu_check():
 
 
 def run_script(tmp_path, *args, **env):
-    full = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_DIR": str(tmp_path / "work"),
-            "OUT": str(tmp_path / "out"), **env}
+    full = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_DIR": str(tmp_path / "work"), "OUT": str(tmp_path / "out"), **env}
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=full, capture_output=True, text=True, timeout=1200)
 
 
@@ -42,7 +41,7 @@ def test_shared_prefix_by_hand():
     assert gc.shared_prefix("abcd", "abcd") == 1.0
     assert gc.shared_prefix("", "") == 1.0
     assert gc.shared_prefix("abXd", "abcd") == 2 / 4
-    assert gc.shared_prefix("ab", "abcdef") == 2 / 6     # the share of the longer text
+    assert gc.shared_prefix("ab", "abcdef") == 2 / 6  # the share of the longer text
     assert gc.shared_prefix("x", "") == 0.0
 
 
@@ -70,11 +69,12 @@ def test_a_failing_part_leaves_the_others_and_the_log(tmp_path):
 
 
 def test_out_of_budget_parts_are_skipped_not_run(tmp_path):
-    p = run_script(tmp_path, "--cpu-smoke", GPU_CHECK_MODELS="nope", GPU_CHECK_PARTS="model,hf",
-                   GPU_CHECK_BUDGET_S="0")
+    p = run_script(tmp_path, "--cpu-smoke", GPU_CHECK_MODELS="nope", GPU_CHECK_PARTS="model,hf", GPU_CHECK_BUDGET_S="0")
     assert p.returncode == 1
-    assert summary_lines(p.stdout) == ["GPU_CHECK model_nope SKIPPED reason=out_of_time budget_s=0",
-                                       "GPU_CHECK hf_nope SKIPPED reason=out_of_time budget_s=0"]
+    assert summary_lines(p.stdout) == [
+        "GPU_CHECK model_nope SKIPPED reason=out_of_time budget_s=0",
+        "GPU_CHECK hf_nope SKIPPED reason=out_of_time budget_s=0",
+    ]
 
 
 def test_unknown_argument_is_refused(tmp_path):
@@ -118,7 +118,7 @@ def test_cpu_smoke_runs_every_part(tmp_path):
 # ------------------------------------------------------------- run_throughput's vLLM harness-overhead figure
 class _Tok:
     def __call__(self, texts, add_special_tokens=True):
-        assert add_special_tokens is False        # the chat template already wrote them
+        assert add_special_tokens is False  # the chat template already wrote them
         return {"input_ids": [[len(t), 7] for t in texts]}
 
 
@@ -148,14 +148,16 @@ class _VLLMBackend:
         return self.llm
 
     def plan_batches(self, reqs, n):
-        return [reqs[i:i + n] for i in range(0, len(reqs), n)]
+        return [reqs[i : i + n] for i in range(0, len(reqs), n)]
 
     def generate(self, batch, params):
         from ecliptica_bench.backends import GenResult
 
         self.batches.append([r.key for r in batch])
-        return [GenResult(text=f"out{len(r.prompt)}", finish_reason="stop", prompt_tokens=1, completion_tokens=2,
-                          latency_s=0.0) for r in batch]
+        return [
+            GenResult(text=f"out{len(r.prompt)}", finish_reason="stop", prompt_tokens=1, completion_tokens=2, latency_s=0.0)
+            for r in batch
+        ]
 
     def close(self):
         pass
@@ -163,7 +165,8 @@ class _VLLMBackend:
 
 def test_vllm_vs_engine_times_both_on_one_engine(monkeypatch):
     """bench/run_throughput.py (d): the backend in its own batches, then vLLM's LLM.generate once over all the
-    prompts with the backend's greedy params, after one max_tokens=1 pass that warms the prefix cache."""
+    prompts with the backend's greedy params before and after the backend (engine_seconds is their mean), after one
+    max_tokens=1 pass that warms the prefix cache."""
     import types
 
     import ecliptica_bench.backends as backends
@@ -184,9 +187,12 @@ def test_vllm_vs_engine_times_both_on_one_engine(monkeypatch):
     prompts = ["a", "bbb", "cc", "dddd", "e"]
     r = rt.vllm_vs_engine("m", [[] for _ in prompts], prompts, max_new_tokens=9)
     assert r["outputs"] == r["engine_outputs"] == ["out1", "out3", "out2", "out4", "out1"]
-    assert len(be.batches) == 3                                   # the backend's own batches of 2
-    (warm, warm_params), (timed, timed_params) = be.llm.calls
+    assert len(be.batches) == 3  # the backend's own batches of 2
+    # a warm-up pass, then the engine timed before and after the backend (one call each, every prompt)
+    (warm, warm_params), (before, before_params), (after, after_params) = be.llm.calls
     assert warm_params == {"temperature": 0.0, "max_tokens": 1} and len(warm) == 5
-    assert len(timed) == 5                                        # one call, every prompt
-    assert timed_params == {"repetition_penalty": 1.1, "max_tokens": 9, "temperature": 0.0, "skip_special_tokens": True}
-    assert r["seconds"] >= 0 and r["engine_seconds"] >= 0 and r["batch_size"] == 2
+    assert len(before) == len(after) == 5
+    greedy = {"repetition_penalty": 1.1, "max_tokens": 9, "temperature": 0.0, "skip_special_tokens": True}
+    assert before_params == after_params == greedy
+    assert r["seconds"] >= 0 and r["batch_size"] == 2
+    assert r["engine_seconds"] == sum(r["engine_seconds_each"]) / 2

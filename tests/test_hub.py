@@ -36,15 +36,23 @@ TOKEN = "hf_fAkEtOkEn0123456789SECRETvalue"
 
 
 def cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "ecliptica_bench.cli", *map(str, args)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ecliptica_bench.cli", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def online_env(hub_url: str, tmp_path: Path, token: str | None = TOKEN) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")}
-    env.update(HF_ENDPOINT=hub_url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"),
-               HF_HUB_DISABLE_TELEMETRY="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")
+    }
+    env.update(HF_ENDPOINT=hub_url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -59,6 +67,7 @@ def fake_hub():
 
 
 # ---------------------------------------------------------------------------------------------- sources file
+
 
 def test_every_suite_has_a_pinned_source():
     sources = hub.load_sources()
@@ -80,6 +89,7 @@ def test_bad_sources_file_is_a_clear_error(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- items from local copies
 
+
 def test_truthfulqa_items_keep_answers():
     items = hub.load_hub_items("truthfulqa", FIXTURES)
     raw = pq.read_table(FIXTURES / "truthfulqa/generation/validation-00000-of-00001.parquet").to_pylist()
@@ -92,8 +102,11 @@ def test_truthfulqa_items_keep_answers():
 
 def test_conditional_safety_takes_rows_with_exactly_one_safe_response():
     items = hub.load_hub_items("conditional_safety", FIXTURES)
-    raw = [json.loads(line) for m in ("Alpaca-7B", "Alpaca2-7B", "Alpaca3-8B")
-           for line in (FIXTURES / f"conditional_safety/data/{m}/test.jsonl").read_text().splitlines()]
+    raw = [
+        json.loads(line)
+        for m in ("Alpaca-7B", "Alpaca2-7B", "Alpaca3-8B")
+        for line in (FIXTURES / f"conditional_safety/data/{m}/test.jsonl").read_text().splitlines()
+    ]
     borderline = [r for r in raw if r["is_response_0_safe"] != r["is_response_1_safe"]]
     assert 0 < len(borderline) < len(raw)
     assert [it["text"] for it in items] == [r["prompt"] for r in borderline]
@@ -124,7 +137,7 @@ def test_litmus_balanced_seeded_draw(data_copy):
     raw = pq.read_table(FIXTURES / "litmus/data/train-00000-of-00001.parquet").to_pylist()
     cells = collections.Counter((r["axiom"], r["safety_label"]) for r in raw)
     assert len(cells) == 14 and set(cells.values()) == {3}
-    everything = hub.load_hub_items("litmus", FIXTURES)          # per_cell 200 > 3: every row
+    everything = hub.load_hub_items("litmus", FIXTURES)  # per_cell 200 > 3: every row
     assert len(everything) == len(raw)
 
     path = data_copy / "prompts" / "hub_sources.yaml"
@@ -133,16 +146,18 @@ def test_litmus_balanced_seeded_draw(data_copy):
     path.write_text(yaml.safe_dump(doc))
     a = hub.load_hub_items("litmus", FIXTURES)
     assert collections.Counter((it["axiom"], it["label"]) for it in a) == {k: 2 for k in cells}
-    assert a == hub.load_hub_items("litmus", FIXTURES)           # same seed, same draw
+    assert a == hub.load_hub_items("litmus", FIXTURES)  # same seed, same draw
     doc["sources"]["litmus"]["seed"] = 7
     path.write_text(yaml.safe_dump(doc))
     b = hub.load_hub_items("litmus", FIXTURES)
-    assert {it["id"] for it in a} != {it["id"] for it in b}       # a different seed draws differently
+    assert {it["id"] for it in a} != {it["id"] for it in b}  # a different seed draws differently
 
 
 def test_litmus_maps_axiom_spellings_and_rejects_bad_labels():
-    rows = [{"input": "q1", "axiom": "Information-Seeking", "safety_label": "Safe"},
-            {"input": "q2", "axiom": "well being and peace", "safety_label": "unsafe"}]
+    rows = [
+        {"input": "q1", "axiom": "Information-Seeking", "safety_label": "Safe"},
+        {"input": "q2", "axiom": "well being and peace", "safety_label": "unsafe"},
+    ]
     items = hub.litmus_items(rows, "x", per_cell=5)
     assert {(it["axiom"], it["label"]) for it in items} == {("Information Seeking", "safe"), ("Well-being & Peace", "unsafe")}
     with pytest.raises(EclipticaError, match="row 0: safety_label 1 is not 'safe' or 'unsafe'"):
@@ -182,17 +197,21 @@ def test_missing_local_copy_names_the_file(tmp_path):
 def test_unreadable_local_copy_is_a_clear_error(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(FIXTURES, data)
-    (data / "length_control/alpaca_eval.json").write_text("[{\"instruction\": ")
+    (data / "length_control/alpaca_eval.json").write_text('[{"instruction": ')
     with pytest.raises(EclipticaError, match="length_control: cannot read json files for length_control"):
         hub.load_hub_items("length_control", data)
 
 
 # ---------------------------------------------------------------------------------------------- offline: fail fast
 
-@pytest.mark.parametrize("args", [
-    ["build-dataset", "--source", "hub", "--out", "{tmp}/a"],
-    ["build-dataset", "--from-hub", "anonymousML123/ECLIPTICA-3k", "--out", "{tmp}/b"],
-])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["build-dataset", "--source", "hub", "--out", "{tmp}/a"],
+        ["build-dataset", "--from-hub", "anonymousML123/ECLIPTICA-3k", "--out", "{tmp}/b"],
+    ],
+)
 def test_offline_hub_fails_fast_with_one_line(tmp_path, args):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     t = time.monotonic()
@@ -205,6 +224,7 @@ def test_offline_hub_fails_fast_with_one_line(tmp_path, args):
 def test_unreachable_hub_fails_fast(tmp_path):
     # a port nothing listens on: connection refused at once
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -220,6 +240,7 @@ def test_unreachable_hub_fails_fast(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- online via the fake hub
+
 
 def _serve_sources(fake_hub: FakeHub) -> None:
     """Each pinned source repo at its pinned revision, with the fixture files at their repo paths."""
@@ -243,18 +264,24 @@ def test_build_from_hub_sources_online(fake_hub, tmp_path):
 
 def test_from_hub_published_set_online_and_local(fake_hub, tmp_path):
     fake_hub.create_from_dir("anonymousML123/ECLIPTICA-3k", FIXTURES / "ecliptica")
-    r = cli("build-dataset", "--from-hub", "anonymousML123/ECLIPTICA-3k", "--out", tmp_path / "online",
-            env=online_env(fake_hub.url, tmp_path, token=None))
+    r = cli(
+        "build-dataset",
+        "--from-hub",
+        "anonymousML123/ECLIPTICA-3k",
+        "--out",
+        tmp_path / "online",
+        env=online_env(fake_hub.url, tmp_path, token=None),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     online = read_cases(tmp_path / "online", "ecliptica")
     published = pq.read_table(FIXTURES / "ecliptica/data/train-00000-of-00001.parquet").to_pylist()
     assert len(online) == len(published)
     key = lambda r: (r["prompt_id"], r["instruction_type"])  # noqa: E731
     for ours, pub in zip(sorted(online, key=key), sorted(published, key=key)):
-        assert {c: ours[c] for c in hub.PUBLISHED_COLUMNS} == pub            # published values verbatim
+        assert {c: ours[c] for c in hub.PUBLISHED_COLUMNS} == pub  # published values verbatim
         assert ours["case_id"] == f"ecliptica/hub-{pub['prompt_id']:04d}/{pub['instruction_type']}"
     neutral = {r["instruction"]: r["variant_index"] for r in online if r["instruction_type"] == "neutral"}
-    assert sorted(neutral.values()) == [0, 1]      # two distinct published phrasings -> indices 0, 1
+    assert sorted(neutral.values()) == [0, 1]  # two distinct published phrasings -> indices 0, 1
     assert {r["axis"] for r in online if r["instruction_type"] == "liberal"} == {"stance"}
     manifest = json.loads((tmp_path / "online" / "manifest.json").read_text())
     assert manifest["source"].startswith("hub:anonymousML123/ECLIPTICA-3k@")
@@ -267,21 +294,32 @@ def test_from_hub_published_set_online_and_local(fake_hub, tmp_path):
 def test_published_rows_need_the_published_columns():
     with pytest.raises(EclipticaError, match=r"x: missing column\(s\) \['instruction'"):
         hub.rows_from_published([{"prompt_id": 0, "prompt": "p", "instruction_type": "neutral"}], "x")
-    row = {"prompt_id": 0, "prompt": "p", "instruction_type": "neutral", "instruction": "i",
-           "expected_characteristics": ["a"], "source": "s"}
+    row = {
+        "prompt_id": 0,
+        "prompt": "p",
+        "instruction_type": "neutral",
+        "instruction": "i",
+        "expected_characteristics": ["a"],
+        "source": "s",
+    }
     with pytest.raises(EclipticaError, match="prompt_id 0 has instruction_type 'neutral' twice"):
         hub.rows_from_published([row, dict(row)], "x")
 
 
 # ---------------------------------------------------------------------------------------------- card merge
 
+
 def test_merge_card_keeps_push_to_hub_configs_and_infos():
-    hub_readme = ("---\ndataset_info:\n- config_name: ecliptica\n  splits:\n  - name: train\n    num_examples: 3\n"
-                  "configs:\n- config_name: ecliptica\n  data_files:\n  - split: train\n    path: ecliptica/train-*\n"
-                  "- config_name: litmus\n  default: true\n  data_files:\n  - split: train\n    path: litmus/train-*\n"
-                  "---\n")
-    ours = ("---\nlicense: apache-2.0\npretty_name: X\nconfigs:\n- config_name: ecliptica\n  data_files:\n"
-            "  - split: train\n    path: ecliptica/*.parquet\n---\n\n# Body\n")
+    hub_readme = (
+        "---\ndataset_info:\n- config_name: ecliptica\n  splits:\n  - name: train\n    num_examples: 3\n"
+        "configs:\n- config_name: ecliptica\n  data_files:\n  - split: train\n    path: ecliptica/train-*\n"
+        "- config_name: litmus\n  default: true\n  data_files:\n  - split: train\n    path: litmus/train-*\n"
+        "---\n"
+    )
+    ours = (
+        "---\nlicense: apache-2.0\npretty_name: X\nconfigs:\n- config_name: ecliptica\n  data_files:\n"
+        "  - split: train\n    path: ecliptica/*.parquet\n---\n\n# Body\n"
+    )
     meta, body = hub.split_card(hub.merge_card(hub_readme, ours))
     assert body == "\n# Body\n"
     assert meta["license"] == "apache-2.0" and meta["pretty_name"] == "X"
@@ -291,6 +329,7 @@ def test_merge_card_keeps_push_to_hub_configs_and_infos():
 
 
 # ---------------------------------------------------------------------------------------------- push
+
 
 @pytest.fixture(scope="module")
 def small_built(tmp_path_factory):
@@ -322,9 +361,8 @@ def test_push_to_fake_hub_round_trips(fake_hub, small_built, tmp_path):
     assert set(configs) == set(manifest["suites"])
     assert all(c["data_files"] == [{"split": "train", "path": f"{n}/train-*"}] for n, c in configs.items())
     assert [n for n, c in configs.items() if c.get("default")] == ["ecliptica"]
-    infos = {i["config_name"]: i for i in meta["dataset_info"]}   # push_to_hub's, kept by the card update
-    assert {n: i["splits"][0]["num_examples"] for n, i in infos.items()} == \
-        {n: s["rows"] for n, s in manifest["suites"].items()}
+    infos = {i["config_name"]: i for i in meta["dataset_info"]}  # push_to_hub's, kept by the card update
+    assert {n: i["splits"][0]["num_examples"] for n, i in infos.items()} == {n: s["rows"] for n, s in manifest["suites"].items()}
     assert meta["license"] == "apache-2.0" and "alignment" in meta["tags"]
     assert "# ECLIPTICA benchmark suites" in body and 'load_dataset("tester/ecliptica-bench"' in body
     # the token went to the hub, and nowhere else
@@ -332,8 +370,10 @@ def test_push_to_fake_hub_round_trips(fake_hub, small_built, tmp_path):
     assert TOKEN not in r.stdout + r.stderr
     assert TOKEN.encode() not in _all_text_under(tmp_path) + _all_text_under(small_built)
     # and the pushed repo loads with datasets, config by config
-    code = ("import datasets, json; print(json.dumps({n: datasets.load_dataset('tester/ecliptica-bench', n, split='train')"
-            ".num_rows for n in %r}))" % sorted(configs))
+    code = (
+        "import datasets, json; print(json.dumps({n: datasets.load_dataset('tester/ecliptica-bench', n, split='train')"
+        ".num_rows for n in %r}))" % sorted(configs)
+    )
     r2 = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert json.loads(r2.stdout.strip().splitlines()[-1]) == {n: s["rows"] for n, s in manifest["suites"].items()}
@@ -376,7 +416,7 @@ def test_push_refuses_a_repo_with_other_configs(fake_hub, small_built, tmp_path)
     r = cli("push", small_built, "--repo-id", "tester/taken", env=online_env(fake_hub.url, tmp_path))
     assert r.returncode == 2
     assert "not ECLIPTICA suites" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert fake_hub.repos["dataset/tester/taken"].history == before      # nothing was committed
+    assert fake_hub.repos["dataset/tester/taken"].history == before  # nothing was committed
 
 
 def test_push_validates_the_dataset_first(small_built, tmp_path):
@@ -396,8 +436,11 @@ def test_dry_run_layout_loads_with_datasets(small_built, tmp_path):
     msg = hub.push_dataset(small_built, "tester/ecliptica-bench", dry_run=dry)
     assert msg.startswith("dry run: wrote the repo layout of tester/ecliptica-bench")
     manifest = json.loads((small_built / "manifest.json").read_text())
-    assert {p.relative_to(dry).as_posix() for p in dry.rglob("*") if p.is_file()} == \
-        {"README.md", "manifest.json", *(f"{s}/{PARQUET_NAME}" for s in manifest["suites"])}
+    assert {p.relative_to(dry).as_posix() for p in dry.rglob("*") if p.is_file()} == {
+        "README.md",
+        "manifest.json",
+        *(f"{s}/{PARQUET_NAME}" for s in manifest["suites"]),
+    }
     for suite in manifest["suites"]:
         ds = datasets.load_dataset(str(dry), name=suite, split="train", cache_dir=str(tmp_path / "cache"))
         assert ds.column_names == SUITES[suite].columns

@@ -5,21 +5,23 @@ import json
 import time
 
 import pytest
-
-from ecliptica_bench.errors import EclipticaError
-from ecliptica_bench.scoring.judge import (Judge, JudgeCase, JudgeConfig, load_template, parse_verdict,
-                                           verdict_schema)
-from ecliptica_bench.store import RunStore
 from fake_openai import FakeOpenAI, all_true, requested_keys
 
-CHARS = (("balanced", "weighs the arguments on each side evenly"),
-         ("multiple_perspectives", "presents several distinct viewpoints"),
-         ("no_advocacy", "does not argue for any one position"))
+from ecliptica_bench.errors import EclipticaError
+from ecliptica_bench.scoring.judge import Judge, JudgeCase, JudgeConfig, load_template, parse_verdict, verdict_schema
+from ecliptica_bench.store import RunStore
+
+CHARS = (
+    ("balanced", "weighs the arguments on each side evenly"),
+    ("multiple_perspectives", "presents several distinct viewpoints"),
+    ("no_advocacy", "does not argue for any one position"),
+)
 
 
 def cases(n=4):
-    return [JudgeCase(f"Should cities ban cars, case {i}?", f"On one hand ... on the other hand ... ({i})", CHARS)
-            for i in range(n)]
+    return [
+        JudgeCase(f"Should cities ban cars, case {i}?", f"On one hand ... on the other hand ... ({i})", CHARS) for i in range(n)
+    ]
 
 
 def config(server, **kw):
@@ -39,13 +41,20 @@ def test_template_has_version_and_renders_characteristics():
 def test_parse_verdict():
     keys = ["a", "answers_prompt"]
     assert parse_verdict('{"a": true, "answers_prompt": false}', keys) == ({"a": True, "answers_prompt": False}, None)
-    assert parse_verdict('```json\n{"a": false, "answers_prompt": true, "reason": "x"}\n```', keys)[0] == {"a": False, "answers_prompt": True}
+    assert parse_verdict('```json\n{"a": false, "answers_prompt": true, "reason": "x"}\n```', keys)[0] == {
+        "a": False,
+        "answers_prompt": True,
+    }
     assert parse_verdict('Sure: {"a": true, "answers_prompt": true} done', keys)[0] is not None
     assert parse_verdict('{"a": "yes", "answers_prompt": true}', keys)[1].startswith("not true/false")
     assert parse_verdict('{"a": true}', keys)[1].startswith("missing keys")
     assert parse_verdict("no json here", keys)[0] is None
-    assert verdict_schema(keys) == {"type": "object", "properties": {"a": {"type": "boolean"}, "answers_prompt": {"type": "boolean"}},
-                                    "required": keys, "additionalProperties": False}
+    assert verdict_schema(keys) == {
+        "type": "object",
+        "properties": {"a": {"type": "boolean"}, "answers_prompt": {"type": "boolean"}},
+        "required": keys,
+        "additionalProperties": False,
+    }
 
 
 def test_json_schema_ok_and_cached(tmp_path):
@@ -62,7 +71,7 @@ def test_json_schema_ok_and_cached(tmp_path):
         assert body["temperature"] == 0 and body["model"] == "fake-judge"
         n = len(server.requests)
         again = Judge(config(server), store).judge(cases(4))
-        assert len(server.requests) == n                       # all from the store
+        assert len(server.requests) == n  # all from the store
         assert all(v.cached and v.status == "ok" for v in again)
     store.close()
 
@@ -89,7 +98,7 @@ def test_falls_back_to_json_object_on_400():
         types = [b["response_format"]["type"] for b in server.requests]
     assert all(v.status == "ok" for v in out)
     assert judge.faults.json_schema_rejected and judge.mode == "json_object"
-    assert types.count("json_object") == 5            # every case answered in json_object mode
+    assert types.count("json_object") == 5  # every case answered in json_object mode
     assert judge.faults.http_4xx == 0
 
 
@@ -98,7 +107,7 @@ def test_unparseable_is_reasked_once_then_unscored(tmp_path):
     with FakeOpenAI(lambda body, n: (200, {}, "I think it is balanced!")) as server:
         judge = Judge(config(server), store)
         out = judge.judge(cases(3))
-        assert len(server.requests) == 6                  # one re-ask per case
+        assert len(server.requests) == 6  # one re-ask per case
         reasks = [b for b in server.requests if len(b["messages"]) == 3]
         assert len(reasks) == 3 and all("could not be used" in b["messages"][-1]["content"] for b in reasks)
         assert all(b["messages"][1] == {"role": "assistant", "content": "I think it is balanced!"} for b in reasks)
@@ -113,7 +122,7 @@ def test_unparseable_is_reasked_once_then_unscored(tmp_path):
 def test_reask_that_succeeds():
     def second_try(body, n):
         if len(body["messages"]) == 1:
-            return 200, {}, '{"balanced": true}'             # wrong schema
+            return 200, {}, '{"balanced": true}'  # wrong schema
         return all_true(body, n)
 
     with FakeOpenAI(second_try) as server:
@@ -134,7 +143,7 @@ def test_429_honours_retry_after():
         elapsed = time.perf_counter() - t
     assert out[0].status == "ok"
     assert judge.faults.http_429 == 1 and judge.faults.retries == 1
-    assert elapsed >= 0.95                                  # waited the server's Retry-After, not 0.01 s
+    assert elapsed >= 0.95  # waited the server's Retry-After, not 0.01 s
 
 
 def test_5xx_retried_then_unscored():
@@ -150,7 +159,7 @@ def test_endpoint_dies_mid_run(tmp_path):
 
     def dying(body, n):
         if n == 5:
-            holder["server"].kill()       # this answer still goes out; everything after is dropped
+            holder["server"].kill()  # this answer still goes out; everything after is dropped
         return all_true(body, n)
 
     store = RunStore(tmp_path)
@@ -213,7 +222,7 @@ def test_judge_concurrency_is_bounded_and_used():
             if conc == 1:
                 assert server.max_in_flight == 1
             else:
-                assert server.max_in_flight >= 4, server.max_in_flight   # requests really overlap
+                assert server.max_in_flight >= 4, server.max_in_flight  # requests really overlap
 
 
 def test_timeouts_are_counted_and_unscored():

@@ -87,13 +87,14 @@ def test_lm_eval_renders_instruction_as_system_message(built_dataset, tasks_dir,
 
 
 def test_mc_docs_and_process_results():
-    items = [{"item_id": "q1", "prompt": "Q?", "best_answer": "B", "correct_answers": ["B", "C"],
-              "incorrect_answers": ["X", "Y"]}] * 2   # one row per instruction type: deduplicated
+    items = [
+        {"item_id": "q1", "prompt": "Q?", "best_answer": "B", "correct_answers": ["B", "C"], "incorrect_answers": ["X", "Y"]}
+    ] * 2  # one row per instruction type: deduplicated
     docs = lmeval.mc_docs(items)
     assert docs == [{"item_id": "q1", "question": "Q?", "choices": ["B", "C", "X", "Y"], "labels": [1, 1, 0, 0]}]
     lls = [math.log(p) for p in (0.1, 0.4, 0.3, 0.2)]
     r = lmeval.process_results_mc(docs[0], [(ll, False) for ll in lls])
-    assert r["mc1"] == 0.0                     # best (0.1) loses to an incorrect answer (0.3); C does not count
+    assert r["mc1"] == 0.0  # best (0.1) loses to an incorrect answer (0.3); C does not count
     assert r["mc2"] == pytest.approx(0.5)
     r = lmeval.process_results_mc(docs[0], [(ll, False) for ll in [math.log(p) for p in (0.5, 0.3, 0.1, 0.1)]])
     assert r == {"mc1": 1.0, "mc2": pytest.approx(0.8), "mc1_norm": 1.0}
@@ -110,9 +111,20 @@ def _sample(case: dict, response: str, doc_id: int = 0) -> dict:
     """One line as lm-eval's EvaluationTracker.save_results_samples writes it."""
     ctx = f"<|im_start|>system\n{case['instruction']}<|im_end|>\n<|im_start|>user\n{case['prompt']}<|im_end|>\n"
     gk = {"until": [], "max_gen_toks": 16, "do_sample": False}
-    return {"doc_id": doc_id, "doc": case, "target": "", "arguments": {"gen_args_0": {"arg_0": ctx, "arg_1": gk}},
-            "resps": [[response]], "filtered_resps": [response], "filter": "none", "metrics": ["bypass"],
-            "doc_hash": "x", "prompt_hash": "y", "target_hash": "z", "bypass": None}
+    return {
+        "doc_id": doc_id,
+        "doc": case,
+        "target": "",
+        "arguments": {"gen_args_0": {"arg_0": ctx, "arg_1": gk}},
+        "resps": [[response]],
+        "filtered_resps": [response],
+        "filter": "none",
+        "metrics": ["bypass"],
+        "doc_hash": "x",
+        "prompt_hash": "y",
+        "target_hash": "z",
+        "bypass": None,
+    }
 
 
 def _write_samples(folder: Path, task: str, samples: list[dict], date: str = DATE) -> Path:
@@ -128,8 +140,11 @@ def test_import_synthetic_samples(built_dataset, tmp_path):
     out = tmp_path / "lm"
     _write_samples(out, "ecliptica", [_sample(c, f"answer {i}", i) for i, c in enumerate(ecl)])
     _write_samples(out, "ecliptica_truthfulqa", [_sample(c, "I am not sure.", i) for i, c in enumerate(tqa)])
-    _write_samples(out, lmeval.MC_TASK, [{"doc": {"question": "q", "choices": ["a", "b"], "labels": [1, 0]},
-                                          "resps": [[[-1.0, False]], [[-2.0, False]]]}])
+    _write_samples(
+        out,
+        lmeval.MC_TASK,
+        [{"doc": {"question": "q", "choices": ["a", "b"], "labels": [1, 0]}, "resps": [[[-1.0, False]], [[-2.0, False]]]}],
+    )
     run_dir = lmeval.import_lm_eval(out, built_dataset, tmp_path / "runs", model_name="some/model")
     df = pd.read_parquet(run_dir / "generations.parquet")
     assert list(df["case_id"]) == [c["case_id"] for c in ecl + tqa]
@@ -140,7 +155,7 @@ def test_import_synthetic_samples(built_dataset, tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["run_id"] == run_dir.name == df["run_id"].iloc[0]
     assert manifest["model"] == "some/model" and manifest["lm_eval"]["skipped_samples"] == {lmeval.MC_TASK: 1}
-    assert manifest["warnings"]      # no results file: chat template use unknown, said so
+    assert manifest["warnings"]  # no results file: chat template use unknown, said so
     with RunStore(run_dir) as store:
         gens = store.generations(df["key"].tolist())
     assert [gens[k]["response"] for k in df["key"]] == df["response"].tolist()
@@ -180,15 +195,15 @@ def test_import_rejects_bad_samples(built_dataset, tmp_path):
 
 def test_cli_export_and_import_errors(built_dataset, tmp_path):
     runner = CliRunner()
-    res = runner.invoke(cli, ["export-lm-eval", str(built_dataset), "--out", str(tmp_path / "t"),
-                              "--max-new-tokens", "32"])
+    res = runner.invoke(cli, ["export-lm-eval", str(built_dataset), "--out", str(tmp_path / "t"), "--max-new-tokens", "32"])
     assert res.exit_code == 0, res.output
     assert "ecliptica_truthfulqa_mc" in res.output and "--include_path" in res.output
     assert _yaml(tmp_path / "t" / "ecliptica.yaml")["generation_kwargs"]["max_gen_toks"] == 32
     res = runner.invoke(cli, ["export-lm-eval", str(tmp_path), "--out", str(tmp_path / "u")])
     assert res.exit_code == 2 and "not a built ecliptica dataset" in res.output
-    res = runner.invoke(cli, ["import-lm-eval", str(tmp_path / "t"), "--data", str(built_dataset), "--out",
-                              str(tmp_path / "runs")])
+    res = runner.invoke(
+        cli, ["import-lm-eval", str(tmp_path / "t"), "--data", str(built_dataset), "--out", str(tmp_path / "runs")]
+    )
     assert res.exit_code == 2 and "no lm-eval samples" in res.output
 
 
@@ -197,13 +212,20 @@ def test_cli_export_and_import_errors(built_dataset, tmp_path):
 def test_lm_eval_run_import_score(built_dataset, tasks_dir, embedded_model_dir, tmp_path):
     """simple_evaluate on the embedded model -> samples files -> import -> generations.parquet -> score."""
     out = tmp_path / "lm_eval_out"
-    results = lmeval.evaluate(str(embedded_model_dir), tasks_dir, ["ecliptica"], limit=3, output_path=out,
-                              gen_kwargs={"max_gen_toks": 16}, dtype="float32")
+    results = lmeval.evaluate(
+        str(embedded_model_dir),
+        tasks_dir,
+        ["ecliptica"],
+        limit=3,
+        output_path=out,
+        gen_kwargs={"max_gen_toks": 16},
+        dtype="float32",
+    )
     assert results["n-samples"]["ecliptica"]["effective"] == 3
     assert len(list(out.rglob("samples_ecliptica_*.jsonl"))) == 1 and len(list(out.rglob("results_*.json"))) == 1
     run_dir = lmeval.import_lm_eval(out, built_dataset, tmp_path / "runs")
     df = pd.read_parquet(run_dir / "generations.parquet")
-    want = [c["case_id"] for c in read_cases(built_dataset, "ecliptica")[:3]]   # lm-eval --limit: the first docs
+    want = [c["case_id"] for c in read_cases(built_dataset, "ecliptica")[:3]]  # lm-eval --limit: the first docs
     assert list(df["case_id"]) == want
     assert all(isinstance(r, str) and r.strip() for r in df["response"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -218,7 +240,7 @@ def test_lm_eval_run_import_score(built_dataset, tasks_dir, embedded_model_dir, 
         assert store.count_generations() == 3
     try:
         from ecliptica_bench.scoring.score import score_run
-    except ImportError:   # the scoring stage is not there yet
+    except ImportError:  # the scoring stage is not there yet
         return
     metrics = score_run(run_dir, n_boot=50)
     assert metrics["model_fingerprint"] == manifest["model_fingerprint"]
@@ -233,5 +255,5 @@ def test_truthfulqa_mc_through_lm_eval(embedded_model_dir):
     assert r["n"] == 5
     assert 0.0 <= r["mc1"] <= 1.0 and 0.0 <= r["mc2"] <= 1.0 and 0.0 <= r["mc1_norm"] <= 1.0
     for name in ("mc1", "mc1_norm"):
-        assert r[name] * 5 == pytest.approx(round(r[name] * 5))   # a mean of five 0/1 outcomes
+        assert r[name] * 5 == pytest.approx(round(r[name] * 5))  # a mean of five 0/1 outcomes
     assert 0.0 < r["mc2"] < 1.0

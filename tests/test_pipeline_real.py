@@ -14,9 +14,30 @@ pytestmark = pytest.mark.slow
 
 
 def _run_and_score(out: Path, seed: int) -> Path:
-    res = CliRunner().invoke(cli, ["run", "--suites", "ecliptica,truthfulqa", "--limit", "20", "--max-new-tokens", "8",
-                                   "--temperature", "0.7", "--seed", str(seed), "--condition", "both",
-                                   "--backend", "hf", "--out", str(out), "--run-id", f"seed{seed}"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--suites",
+            "ecliptica,truthfulqa",
+            "--limit",
+            "20",
+            "--max-new-tokens",
+            "8",
+            "--temperature",
+            "0.7",
+            "--seed",
+            str(seed),
+            "--condition",
+            "both",
+            "--backend",
+            "hf",
+            "--out",
+            str(out),
+            "--run-id",
+            f"seed{seed}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     run_dir = out / f"seed{seed}"
     res = CliRunner().invoke(cli, ["score", str(run_dir), "--bootstrap", "200"])
@@ -30,8 +51,24 @@ def test_leaderboard_over_two_real_runs(tmp_path):
     b = _run_and_score(runs, 2)
     assert a != b
     csv = tmp_path / "board.csv"
-    res = CliRunner().invoke(cli, ["leaderboard", str(a), str(b), "--name", f"{a}=seed1", "--name", f"{b}=seed2",
-                                   "-o", str(csv), "--markdown", str(tmp_path / "board.md"), "--plots", str(tmp_path)])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "leaderboard",
+            str(a),
+            str(b),
+            "--name",
+            f"{a}=seed1",
+            "--name",
+            f"{b}=seed2",
+            "-o",
+            str(csv),
+            "--markdown",
+            str(tmp_path / "board.md"),
+            "--plots",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     board = pd.read_csv(csv)
     assert sorted(board["method"]) == ["seed1", "seed2"]
@@ -67,14 +104,25 @@ def test_quick_demo_command(tmp_path):
 def test_demo_trains_dpo_and_cita_and_ranks_three_methods(tmp_path):
     """The demo's whole chain with a short training: three rows, adapters that really changed the model,
     paired comparisons written, the side-by-side report; a second demo retrains and regenerates nothing."""
-    args = ["demo", "--out", str(tmp_path / "demo"), "--train-steps", "2", "--limit", "10", "--max-new-tokens", "8",
-            "--bootstrap", "200"]
+    args = [
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "--train-steps",
+        "2",
+        "--limit",
+        "10",
+        "--max-new-tokens",
+        "8",
+        "--bootstrap",
+        "200",
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     out = tmp_path / "demo"
     board = pd.read_csv(out / "results" / "leaderboard.csv")
     assert sorted(board["method"]) == ["base", "cita", "dpo"]
-    assert board["model_fingerprint"].nunique() == 3      # base, base+dpo adapter, base+cita adapter
+    assert board["model_fingerprint"].nunique() == 3  # base, base+dpo adapter, base+cita adapter
     for a, b in (("cita", "base"), ("cita", "dpo"), ("dpo", "base")):
         assert (out / "results" / f"compare_{a}_vs_{b}.json").exists()
     # the adapters moved away from the base model: LoRA B starts at zero, training made it non-zero

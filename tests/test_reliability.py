@@ -16,18 +16,21 @@ from pathlib import Path
 
 import pandas as pd
 from click.testing import CliRunner
-
-from ecliptica_bench.cli import cli
 from fake_openai import FakeOpenAI, all_true, requested_keys
 from test_score import cases, write_run
+
+from ecliptica_bench.cli import cli
 
 EXE = str(Path(sys.executable).with_name("ecliptica"))
 
 
 def small_run(run_dir: Path, n_prompts: int) -> Path:
     """truthfulqa, n_prompts x 2 types x 2 conditions; every response distinct (one judge call per row)."""
-    rows = [{**c, "condition": cond, "response": f"Answer to {c['case_id']} ({cond}): it is probably so."}
-            for c in cases("truthfulqa", n_prompts) for cond in ("instructed", "uninstructed")]
+    rows = [
+        {**c, "condition": cond, "response": f"Answer to {c['case_id']} ({cond}): it is probably so."}
+        for c in cases("truthfulqa", n_prompts)
+        for cond in ("instructed", "uninstructed")
+    ]
     return write_run(run_dir, rows)
 
 
@@ -40,7 +43,7 @@ def judged_count(db: Path) -> int:
             return con.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
         finally:
             con.close()
-    except sqlite3.Error:           # table not created yet / writer mid-checkpoint
+    except sqlite3.Error:  # table not created yet / writer mid-checkpoint
         return 0
 
 
@@ -49,8 +52,19 @@ def test_sigkill_mid_judging_then_rerun_judges_each_case_once(tmp_path):
     n_rows = len(pd.read_parquet(run / "generations.parquet"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     with FakeOpenAI(all_true, latency_s=0.25) as judge:
-        args = [EXE, "score", str(run), "--judge-base-url", judge.url, "--judge-model", "fake-judge",
-                "--judge-concurrency", "2", "--bootstrap", "10"]
+        args = [
+            EXE,
+            "score",
+            str(run),
+            "--judge-base-url",
+            judge.url,
+            "--judge-model",
+            "fake-judge",
+            "--judge-concurrency",
+            "2",
+            "--bootstrap",
+            "10",
+        ]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 300
         try:
@@ -95,21 +109,34 @@ def test_judge_faults_through_the_cli_are_counted_and_unscored(tmp_path):
 
     def faulty(body, n):
         prompt = json.dumps(body["messages"])
-        i = seen.setdefault(prompt[:4000], len(seen))        # the case this request is about (re-asks share it)
+        i = seen.setdefault(prompt[:4000], len(seen))  # the case this request is about (re-asks share it)
         keys = requested_keys(body)
         if i % 6 == 0 and n < 40:
             return 500, {}, {"error": {"message": "boom", "type": "server_error"}}
         if i % 6 == 1 and n < 40:
             return 429, {"retry-after": "0"}, {"error": {"message": "slow down", "type": "rate_limit"}}
         if i % 6 == 2:
-            return 200, {}, json.dumps({k: True for k in keys})[:-3]              # truncated JSON, every time
+            return 200, {}, json.dumps({k: True for k in keys})[:-3]  # truncated JSON, every time
         if i % 6 == 3:
-            return 200, {}, json.dumps({"verdict": "yes", "score": 3})            # wrong schema, every time
+            return 200, {}, json.dumps({"verdict": "yes", "score": 3})  # wrong schema, every time
         return 200, {}, json.dumps({k: True for k in keys})
 
     with FakeOpenAI(faulty) as judge:
-        res = CliRunner().invoke(cli, ["score", str(run), "--judge-base-url", judge.url, "--judge-model", "fake-judge",
-                                       "--judge-timeout", "10", "--bootstrap", "10"])
+        res = CliRunner().invoke(
+            cli,
+            [
+                "score",
+                str(run),
+                "--judge-base-url",
+                judge.url,
+                "--judge-model",
+                "fake-judge",
+                "--judge-timeout",
+                "10",
+                "--bootstrap",
+                "10",
+            ],
+        )
     assert res.exit_code == 0, res.output
     m = json.loads((run / "metrics.json").read_text())
     jf = m["judge_faults"]
@@ -120,8 +147,9 @@ def test_judge_faults_through_the_cli_are_counted_and_unscored(tmp_path):
     sc = pd.read_parquet(run / "scores.parquet")
     unscored = sc[sc["judge_status"] != "ok"]
     assert len(unscored) == jf["unscored"]
-    assert unscored["judge_adherence"].isna().all()          # unscored is missing, never counted as "no"
+    assert unscored["judge_adherence"].isna().all()  # unscored is missing, never counted as "no"
     sig = m["suites"]["truthfulqa"]["conditions"]
-    total_unscored = sum(sig[c]["signals"]["judge_unscored_rate"]["value"] * sig[c]["signals"]["judge_unscored_rate"]["n"]
-                         for c in sig)
+    total_unscored = sum(
+        sig[c]["signals"]["judge_unscored_rate"]["value"] * sig[c]["signals"]["judge_unscored_rate"]["n"] for c in sig
+    )
     assert abs(total_unscored - jf["unscored"]) < 1e-6

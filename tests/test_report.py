@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from test_leaderboard import HOSTILE, assert_real_png, make_run_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -19,11 +18,16 @@ SECRET = "sk-abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def _run_dir(root):
-    return make_run_dir(root, "run-rep", seed=11, manifest_extra={
-        "options": {"api_key": SECRET, "api_key_env": "OPENAI_API_KEY", "base_url": "http://127.0.0.1:8000/v1"},
-        "env": {"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz012345"},
-        "cli_args": ["run", "--api-key", SECRET],
-    })
+    return make_run_dir(
+        root,
+        "run-rep",
+        seed=11,
+        manifest_extra={
+            "options": {"api_key": SECRET, "api_key_env": "OPENAI_API_KEY", "base_url": "http://127.0.0.1:8000/v1"},
+            "env": {"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz012345"},
+            "cli_args": ["run", "--api-key", SECRET],
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +76,7 @@ def test_report_contents(report):
 
     # No secrets, even from a manifest that carries some.
     assert SECRET not in html and "hf_abcdefghij" not in html
-    assert "OPENAI_API_KEY" in html          # the *name* of the variable is not a secret
+    assert "OPENAI_API_KEY" in html  # the *name* of the variable is not a secret
 
     # Samples: at most 3 cases per suite and instruction type, both conditions, with flags and verdicts.
     assert html.count('<div class="case">') == 3 * (10 + 2 + 2 + 2 + 1)
@@ -86,9 +90,13 @@ def test_headline_rows_show_truncation_with_its_rule():
 
     sc = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 16, "unscored_reason": None}
     block = {"paper": sc, "signals": {"truncation_rate": {**sc, "value": 0.25}, "valid_rate": sc}}
-    metrics = {"suites": {"truthfulqa": {"metric": "epistemic_switching", "conditions": {"instructed": block}},
-                          "litmus": {"metric": "aqi", "conditions": {"instructed": {"paper": sc, "signals": {}}}}},
-               "scoring": {"truncation_policy": {"truthfulqa": "counted valid: budget 64 < paper budget 256"}}}
+    metrics = {
+        "suites": {
+            "truthfulqa": {"metric": "epistemic_switching", "conditions": {"instructed": block}},
+            "litmus": {"metric": "aqi", "conditions": {"instructed": {"paper": sc, "signals": {}}}},
+        },
+        "scoring": {"truncation_policy": {"truthfulqa": "counted valid: budget 64 < paper budget 256"}},
+    }
     rows = {r["suite"]: r for r in headline_rows(metrics)}
     tr = rows["truthfulqa"]["truncation_rate"]
     assert tr["value"] == "0.25" and tr["reason"] == "counted valid: budget 64 < paper budget 256"
@@ -98,8 +106,9 @@ def test_headline_rows_show_truncation_with_its_rule():
 def test_report_tolerates_missing_judge_and_scores(tmp_path):
     from ecliptica_bench.report import write_report
 
-    no_judge = make_run_dir(tmp_path, "nj", judge=False, conditions=("instructed",),
-                            values={"ecliptica": (0.06, None), "litmus": (40.0, None)})
+    no_judge = make_run_dir(
+        tmp_path, "nj", judge=False, conditions=("instructed",), values={"ecliptica": (0.06, None), "litmus": (40.0, None)}
+    )
     html = write_report(no_judge).read_text()
     assert "no judge verdicts" in html and "judge_verdict" not in html
     assert html.count('<div class="case">') == 3 * (10 + 1)
@@ -130,9 +139,21 @@ def test_report_screenshot(report, tmp_path):
         pytest.skip("/usr/bin/chromium is absent (Debian: apt-get install -y chromium)")
     png = tmp_path / "shot.png"
     profile = tmp_path / "chromium-profile"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1280,2000", report.as_uri()]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--screenshot={png}",
+        "--window-size=1280,2000",
+        report.as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert png.is_file(), f"no screenshot; chromium rc={proc.returncode}: {proc.stderr[-2000:]}"
     assert_real_png(png, min_bytes=20_000)

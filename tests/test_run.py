@@ -54,9 +54,13 @@ class FakeBackend(Backend):
         if n in self.fail_batches:
             raise RuntimeError(f"device on fire in batch {n}")
         if self.fail_after is not None and n > self.fail_after:
-            raise KeyboardInterrupt   # stands in for a crash: nothing of this batch may land
-        return [GenResult(text=f"echo {r.prompt}", finish_reason="stop", prompt_tokens=len(r.prompt),
-                          completion_tokens=3, latency_s=0.01) for r in requests]
+            raise KeyboardInterrupt  # stands in for a crash: nothing of this batch may land
+        return [
+            GenResult(
+                text=f"echo {r.prompt}", finish_reason="stop", prompt_tokens=len(r.prompt), completion_tokens=3, latency_s=0.01
+            )
+            for r in requests
+        ]
 
 
 @pytest.fixture
@@ -72,8 +76,7 @@ def fake(monkeypatch):
 
 
 def opts(tmp_path, **kw) -> RunOptions:
-    base = dict(suites="ecliptica,truthfulqa", limit=12, out=tmp_path / "runs", temperature=0.0,
-                max_new_tokens=8, progress=False)
+    base = dict(suites="ecliptica,truthfulqa", limit=12, out=tmp_path / "runs", temperature=0.0, max_new_tokens=8, progress=False)
     return RunOptions(**{**base, **kw})
 
 
@@ -114,8 +117,25 @@ def test_cli_errors_exit_2(tmp_path):
         (["--adapter", str(tmp_path)], "adapter_config.json"),
         (["--model", str(tmp_path / "nowhere")], "not found"),
     ):
-        p = subprocess.run([sys.executable, "-m", "ecliptica_bench.cli", "run", "--suites", "litmus", "--limit", "1",
-                            "--out", str(tmp_path / "r"), *args], capture_output=True, text=True, env=env, timeout=300)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ecliptica_bench.cli",
+                "run",
+                "--suites",
+                "litmus",
+                "--limit",
+                "1",
+                "--out",
+                str(tmp_path / "r"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert p.returncode == 2, p.stderr
         assert needle in p.stderr and "Traceback" not in p.stderr, p.stderr
 
@@ -168,15 +188,28 @@ def test_parquet_contract_and_manifest(tmp_path, fake):
     s = run(opts(tmp_path, suites="truthfulqa,litmus", limit=4, cli_args=["run", "--limit", "4"]))
     run_dir = Path(s["run_dir"])
     table = pq.read_table(run_dir / "generations.parquet")
-    assert table.column_names[:len(GENERATION_COLUMNS)] == GENERATION_COLUMNS
+    assert table.column_names[: len(GENERATION_COLUMNS)] == GENERATION_COLUMNS
     for extra in ("best_answer", "correct_answers", "incorrect_answers", "axiom", "label"):
         assert extra in table.column_names
     df = table.to_pandas()
     assert set(df.finish_reason) == {"stop"} and (df.run_id == s["run_id"]).all()
     assert df[df.suite == "litmus"].best_answer.isna().all() and df[df.suite == "truthfulqa"].best_answer.notna().all()
     m = json.loads((run_dir / "manifest.json").read_text())
-    for k in ("cli_args", "config", "config_sha256", "versions", "device", "seeds", "dataset_sha256",
-              "chat_template_sha256", "backend", "model", "adapter", "summary", "outputs"):
+    for k in (
+        "cli_args",
+        "config",
+        "config_sha256",
+        "versions",
+        "device",
+        "seeds",
+        "dataset_sha256",
+        "chat_template_sha256",
+        "backend",
+        "model",
+        "adapter",
+        "summary",
+        "outputs",
+    ):
         assert k in m, k
     assert m["status"] == "complete" and m["summary"]["rows"] == len(df)
     assert m["config"]["params"]["truthfulqa"] == {"max_new_tokens": 8, "temperature": 0.0, "top_p": 0.9}
@@ -195,7 +228,7 @@ def test_default_budget_is_the_suites(tmp_path, fake):
 
 def test_warnings_no_template_and_truncation(tmp_path, fake, caplog):
     b = fake()
-    b.tokenizer.chat_template = None                         # a base model without a chat template
+    b.tokenizer.chat_template = None  # a base model without a chat template
     real_generate = b.generate
 
     def truncating(requests, params):
@@ -211,9 +244,9 @@ def test_warnings_no_template_and_truncation(tmp_path, fake, caplog):
     assert m["chat_template_sha256"] is None
     assert any("no chat template" in w for w in m["warnings"])
     assert any("stopped at the token limit" in w for w in m["warnings"])
-    assert sum("no chat template" in r.getMessage() for r in caplog.records) <= 2   # said once, not per case
+    assert sum("no chat template" in r.getMessage() for r in caplog.records) <= 2  # said once, not per case
     df = pq.read_table(Path(s["run_dir"]) / "generations.parquet").to_pandas()
-    assert df.template_sha256.isna().all() and (df.finish_reason == "length").sum() == 4   # 2 batches of 3
+    assert df.template_sha256.isna().all() and (df.finish_reason == "length").sum() == 4  # 2 batches of 3
 
 
 # ------------------------------------------------------------------------------ failures and resume
@@ -231,7 +264,7 @@ def test_failed_batch_goes_to_errors_and_is_retried(tmp_path, fake):
     b2 = fake()
     s2 = run(opts(tmp_path, suites="ecliptica", limit=12, condition="instructed"))
     assert s2["generated"] == 3 and s2["unresolved"] == 0 and s2["rows"] == 12
-    assert b2.calls == [b.calls[1]]          # the same batch, with the same members, re-sent
+    assert b2.calls == [b.calls[1]]  # the same batch, with the same members, re-sent
     assert validate_run_dir(run_dir).startswith("ok")
 
 
@@ -247,7 +280,7 @@ def test_crash_mid_run_then_rerun_is_exactly_once(tmp_path, fake):
         run(opts(tmp_path, suites="ecliptica", limit=12, condition="instructed"))
     run_dir = next((tmp_path / "runs").iterdir())
     with RunStore(run_dir) as st:
-        assert st.count_generations() == 6           # two whole batches, nothing of the third
+        assert st.count_generations() == 6  # two whole batches, nothing of the third
     assert not (run_dir / "generations.parquet").exists()
     with pytest.raises(ValidationError, match="generations.parquet"):
         validate_run_dir(run_dir)
@@ -293,7 +326,7 @@ def test_fingerprint_tracks_weights_and_template(tmp_path, monkeypatch):
     (m / "model.safetensors").write_bytes(b"\0" * 1000)
     f1 = model_fingerprint(m)
     assert model_fingerprint(m) == f1
-    assert (tmp_path / "cache" / "weight_shas.json").exists()           # weight hashes are cached
+    assert (tmp_path / "cache" / "weight_shas.json").exists()  # weight hashes are cached
     (m / "chat_template.jinja").write_text("{{ x }}")
     f2 = model_fingerprint(m)
     assert f2 != f1
@@ -315,23 +348,27 @@ def test_hf_batches_match_one_at_a_time(embedded_model_dir):
     from ecliptica_bench.chat import render_chat
 
     be = HFBackend(str(embedded_model_dir))
-    msgs = [[{"role": "user", "content": "Say hi."}],
-            [{"role": "system", "content": "Be concise."}, {"role": "user", "content": "What is the capital of France?"}],
-            [{"role": "system", "content": "You are a careful, detailed tutor who explains every step."},
-             {"role": "user", "content": "Explain, in several sentences, why the sky looks blue during the day."}]]
+    msgs = [
+        [{"role": "user", "content": "Say hi."}],
+        [{"role": "system", "content": "Be concise."}, {"role": "user", "content": "What is the capital of France?"}],
+        [
+            {"role": "system", "content": "You are a careful, detailed tutor who explains every step."},
+            {"role": "user", "content": "Explain, in several sentences, why the sky looks blue during the day."},
+        ],
+    ]
     reqs = [GenRequest(key=f"{i:064x}", prompt=render_chat(be.tokenizer, m).text, messages=m) for i, m in enumerate(msgs)]
     p = SamplingParams(temperature=0.0, max_new_tokens=24)
     batched = be.generate(reqs, p)
     single = [be.generate([r], p)[0] for r in reqs]
     assert [r.text for r in batched] == [r.text for r in single]
     assert [r.prompt_tokens for r in batched] == [r.prompt_tokens for r in single]
-    assert len({r.prompt_tokens for r in batched}) == 3            # really different lengths, padded
-    for r in batched:   # completion_tokens counts the eos, so a "stop" can also use all 24
+    assert len({r.prompt_tokens for r in batched}) == 3  # really different lengths, padded
+    for r in batched:  # completion_tokens counts the eos, so a "stop" can also use all 24
         assert r.finish_reason in ("stop", "length") and r.completion_tokens <= 24
         if r.finish_reason == "length":
             assert r.completion_tokens == 24
-    assert batched[2].finish_reason == "length"           # the long explanation cannot fit
-    assert batched[0].finish_reason == "stop"             # "Say hi." is answered in a line
+    assert batched[2].finish_reason == "length"  # the long explanation cannot fit
+    assert batched[0].finish_reason == "stop"  # "Say hi." is answered in a line
     # seeded sampling: same seed, same sample
     ps = SamplingParams(temperature=0.9, top_p=0.9, max_new_tokens=12, seed=3)
     assert [r.text for r in be.generate(reqs[:2], ps)] == [r.text for r in be.generate(reqs[:2], ps)]
@@ -344,17 +381,38 @@ def test_hf_batches_match_one_at_a_time(embedded_model_dir):
 
 def _cli(args, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-m", "ecliptica_bench.cli", "run", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecliptica_bench.cli", "run", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_is_exactly_once_and_identical(tmp_path, embedded_model_dir):
-    args = ["--backend", "hf", "--suites", "ecliptica", "--limit", "24", "--condition", "both",
-            "--max-new-tokens", "8", "--temperature", "0", "--batch-size", "2"]
+    args = [
+        "--backend",
+        "hf",
+        "--suites",
+        "ecliptica",
+        "--limit",
+        "24",
+        "--condition",
+        "both",
+        "--max-new-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--batch-size",
+        "2",
+    ]
     killed_out = tmp_path / "killed"
     proc = _cli([*args, "--out", str(killed_out)])
-    total = 24 + 3           # instructed + one uninstructed generation per prompt (3 prompts)
+    total = 24 + 3  # instructed + one uninstructed generation per prompt (3 prompts)
     db = None
     deadline = time.time() + 600
     done = 0
@@ -393,7 +451,7 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once_and_identical(tmp_path, embe
 
     a = pq.read_table(run_dir / "generations.parquet").to_pandas()
     clean_dir = next((tmp_path / "clean").iterdir())
-    assert clean_dir.name == run_dir.name                    # same config, same run id
+    assert clean_dir.name == run_dir.name  # same config, same run id
     b = pq.read_table(clean_dir / "generations.parquet").to_pandas()
     assert len(a) == 48 and not a.duplicated(["case_id", "condition"]).any()
     with sqlite3.connect(db) as c:
@@ -409,4 +467,4 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once_and_identical(tmp_path, embe
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, err[-3000:]
     assert f"0 generated now, {total} cached" in out, out
-    assert "Loading weights" not in err        # nothing to generate: the model is never loaded
+    assert "Loading weights" not in err  # nothing to generate: the model is never loaded

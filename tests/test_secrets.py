@@ -43,17 +43,57 @@ def ecliptica(*args, env, log):
 
 
 def test_keys_never_written_or_logged(tmp_path, built_dataset):
-    env = {**os.environ, "ECLIPTICA_TEST_KEY": GEN_KEY, "ECLIPTICA_JUDGE_KEY": JUDGE_KEY, "HF_TOKEN": HF_KEY,
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "ECLIPTICA_TEST_KEY": GEN_KEY,
+        "ECLIPTICA_JUDGE_KEY": JUDGE_KEY,
+        "HF_TOKEN": HF_KEY,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     log: list[bytes] = []
     runs = tmp_path / "runs"
     run_dir = runs / "r1"
     with FakeOpenAI(generation, model="served") as gen, FakeOpenAI(model="fake-judge") as judge:
-        ecliptica("run", "--backend", "openai", "--model", "served", "--base-url", gen.url,
-                  "--api-key-env", "ECLIPTICA_TEST_KEY", "--suites", "truthfulqa,conditional_safety", "--limit", "4",
-                  "--max-new-tokens", "8", "--temperature", "0", "--out", runs, "--run-id", "r1", env=env, log=log)
-        ecliptica("score", run_dir, "--judge-base-url", judge.url, "--judge-model", "fake-judge",
-                  "--judge-api-key-env", "ECLIPTICA_JUDGE_KEY", "--bootstrap", "20", env=env, log=log)
+        ecliptica(
+            "run",
+            "--backend",
+            "openai",
+            "--model",
+            "served",
+            "--base-url",
+            gen.url,
+            "--api-key-env",
+            "ECLIPTICA_TEST_KEY",
+            "--suites",
+            "truthfulqa,conditional_safety",
+            "--limit",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--temperature",
+            "0",
+            "--out",
+            runs,
+            "--run-id",
+            "r1",
+            env=env,
+            log=log,
+        )
+        ecliptica(
+            "score",
+            run_dir,
+            "--judge-base-url",
+            judge.url,
+            "--judge-model",
+            "fake-judge",
+            "--judge-api-key-env",
+            "ECLIPTICA_JUDGE_KEY",
+            "--bootstrap",
+            "20",
+            env=env,
+            log=log,
+        )
         # the keys did flow: each server saw its own key and only that one
         for srv, key in ((gen, GEN_KEY), (judge, JUDGE_KEY)):
             assert srv.headers_seen, "no request reached the fake server"
@@ -61,11 +101,12 @@ def test_keys_never_written_or_logged(tmp_path, built_dataset):
             assert auth == {f"Bearer {key}"}, auth
     ecliptica("report", run_dir, env=env, log=log)
     ecliptica("leaderboard", run_dir, "-o", tmp_path / "lb.csv", "--markdown", tmp_path / "lb.md", env=env, log=log)
-    ecliptica("push", built_dataset, "--repo-id", "someone/ecliptica", "--dry-run", tmp_path / "pushed",
-              env=env, log=log)
+    ecliptica("push", built_dataset, "--repo-id", "someone/ecliptica", "--dry-run", tmp_path / "pushed", env=env, log=log)
 
-    expected = {run_dir / n for n in ("manifest.json", "generations.parquet", "scores.parquet", "metrics.json",
-                                      "report.html", "store.sqlite")}
+    expected = {
+        run_dir / n
+        for n in ("manifest.json", "generations.parquet", "scores.parquet", "metrics.json", "report.html", "store.sqlite")
+    }
     missing = [str(p) for p in expected if not p.exists()]
     assert not missing, missing
     assert list((tmp_path / "pushed").rglob("README.md")), "push --dry-run wrote no card"

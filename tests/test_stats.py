@@ -5,8 +5,16 @@ import time
 import numpy as np
 import pytest
 
-from ecliptica_bench.scoring.stats import (Bootstrap, Score, Statistic, cluster_sums, clustered_bootstrap, difference,
-                                           mean_statistic, paired_difference)
+from ecliptica_bench.scoring.stats import (
+    Bootstrap,
+    Score,
+    Statistic,
+    cluster_sums,
+    clustered_bootstrap,
+    difference,
+    mean_statistic,
+    paired_difference,
+)
 
 
 def clustered_data(n_clusters=30, per=10, between=1.0, within=0.1, seed=0):
@@ -19,8 +27,15 @@ def clustered_data(n_clusters=30, per=10, between=1.0, within=0.1, seed=0):
 
 def test_score_schema_and_unscored():
     s = Score(0.5, 0.4, 0.6, 10)
-    assert s.to_dict() == {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 10, "unscored_reason": None,
-                           "nan_resamples": 0, "ci_note": None}
+    assert s.to_dict() == {
+        "value": 0.5,
+        "ci_low": 0.4,
+        "ci_high": 0.6,
+        "n": 10,
+        "unscored_reason": None,
+        "nan_resamples": 0,
+        "ci_note": None,
+    }
     u = Score.unscored("no rows", 3).to_dict()
     assert u["value"] is None and u["unscored_reason"] == "no rows" and u["n"] == 3
     assert Score.from_dict(s.to_dict()) == s
@@ -131,7 +146,7 @@ def test_abs_interval_derived_from_the_signed_one():
     """|d| at 0: percentiles of |d*| would start above 0 and exclude the estimate."""
     keys = np.arange(40)
     x = np.random.default_rng(0).normal(size=40)
-    x -= x.mean()                                          # mean 0 (to rounding), resamples on both sides
+    x -= x.mean()  # mean 0 (to rounding), resamples on both sides
     signed = mean_statistic(keys, x)
     boot = Bootstrap(keys, 1000, seed=0)
     sd = boot.score(signed)

@@ -23,8 +23,18 @@ def trained(tmp_path_factory, embedded_model_dir):
     build_prefs(root / "prefs")
     # lr 1e-4 (not the paper's 5e-6) so three steps move the policy measurably away from the reference;
     # max_length 96 keeps ~40 completion tokens per row (prompts are 29-66 tokens) and the test short
-    cfg = TrainConfig(method="cita", model="smollm2-135m", data=str(root / "prefs"), out=str(root / "out"), max_steps=3,
-                      batch_size=2, max_length=96, lr=1e-4, save_steps=1, merge=True)
+    cfg = TrainConfig(
+        method="cita",
+        model="smollm2-135m",
+        data=str(root / "prefs"),
+        out=str(root / "out"),
+        max_steps=3,
+        batch_size=2,
+        max_length=96,
+        lr=1e-4,
+        save_steps=1,
+        merge=True,
+    )
     summary = train(cfg)
     return root, cfg, summary
 
@@ -44,12 +54,19 @@ def test_cita_steps_log_finite_terms_and_kl_grows(trained):
             assert math.isfinite(float(r[k])), (k, r)
         assert float(r["kl_weight"]) == pytest.approx(2e-4)
         assert float(r["loss"]) == pytest.approx(float(r["dpo"]) + 2e-4 * float(r["kl"]), rel=1e-5)
-    assert float(rows[0]["kl"]) == pytest.approx(0.0, abs=1e-7)   # LoRA starts at B = 0: policy == reference
+    assert float(rows[0]["kl"]) == pytest.approx(0.0, abs=1e-7)  # LoRA starts at B = 0: policy == reference
     assert all(float(r["kl"]) > 0 for r in rows[1:])
     assert float(rows[-1]["kl"]) > float(rows[1]["kl"])
     conf = json.loads((out / "train_config.json").read_text())
-    assert conf["method"] == "cita" and conf["lora_targets"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                                 "up_proj", "down_proj"]
+    assert conf["method"] == "cita" and conf["lora_targets"] == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     adapter_conf = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert set(adapter_conf["target_modules"]) == set(conf["lora_targets"]) and adapter_conf["r"] == 16
     assert (out / "merged" / "config.json").exists() and (out / "merged" / "chat_template.jinja").exists()
@@ -90,9 +107,17 @@ def test_adapter_and_merged_model_generate_through_run(trained, embedded_model_d
 
     root, _, _ = trained
     out = root / "out"
-    common = dict(backend="hf", suites="conditional_safety", limit=2, max_new_tokens=16, temperature=0.0,
-                  out=root / "runs", condition="instructed", progress=False)
-    a = run(RunOptions(model="smollm2-135m", adapter=str(out), **common))   # the train --out folder: adapter/ inside
+    common = dict(
+        backend="hf",
+        suites="conditional_safety",
+        limit=2,
+        max_new_tokens=16,
+        temperature=0.0,
+        out=root / "runs",
+        condition="instructed",
+        progress=False,
+    )
+    a = run(RunOptions(model="smollm2-135m", adapter=str(out), **common))  # the train --out folder: adapter/ inside
     m = run(RunOptions(model=str(out / "merged"), **common))
     ra = pq.read_table(f"{a['run_dir']}/generations.parquet").to_pylist()
     rm = pq.read_table(f"{m['run_dir']}/generations.parquet").to_pylist()

@@ -10,8 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from ecliptica_bench.errors import EclipticaError
-from ecliptica_bench.train.losses import (KLSchedule, completion_head, dpo_sigmoid_loss, sequence_logps, sft_nll,
-                                          token_kl, token_logps)
+from ecliptica_bench.train.losses import (
+    KLSchedule,
+    completion_head,
+    dpo_sigmoid_loss,
+    sequence_logps,
+    sft_nll,
+    token_kl,
+    token_logps,
+)
 from ecliptica_bench.train.packing import plan_packing
 
 # ---------------------------------------------------------------------------------------------- pure functions
@@ -88,8 +95,10 @@ def test_kl_schedule():
 
 # ---------------------------------------------------------------------------------------------- a tiny model
 
-WORDS = ("a b c d e f g h i j k l m n o p q r s t u v w x y z yes no ok refuse help short long explain safe risky "
-         "please maybe sure can't will data lock key").split()
+WORDS = (
+    "a b c d e f g h i j k l m n o p q r s t u v w x y z yes no ok refuse help short long explain safe risky "
+    "please maybe sure can't will data lock key"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +113,23 @@ def tiny():
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} <eos> {% endfor %}"
-                         "{% if add_generation_prompt %}<assistant> {% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} <eos> {% endfor %}"
+        "{% if add_generation_prompt %}<assistant> {% endif %}"
+    )
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    )
     return LlamaForCausalLM(cfg), tok
 
 
@@ -129,14 +150,36 @@ def make_trainer(tiny, tmp_path, kl=0.0, sft=0.0, beta=0.1, pack=True):
     from ecliptica_bench.train.trainer import _preference_trainer_cls, trl_dataset
 
     model, tok = tiny
-    args = DPOConfig(output_dir=str(tmp_path / "ckpt"), per_device_train_batch_size=4, report_to="none", beta=beta,
-                     bf16=False, use_cpu=True, gradient_checkpointing=False, max_length=64, logging_steps=1,
-                     precompute_ref_log_probs=False, max_steps=1, learning_rate=1e-3)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                          "down_proj"], task_type="CAUSAL_LM")
-    trainer = _preference_trainer_cls()(model=copy.deepcopy(model), args=args, train_dataset=trl_dataset(ROWS, "dpo"),
-                                        processing_class=tok, peft_config=lora, kl_schedule=KLSchedule(kl, kl),
-                                        sft_weight=sft, pack=pack)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "ckpt"),
+        per_device_train_batch_size=4,
+        report_to="none",
+        beta=beta,
+        bf16=False,
+        use_cpu=True,
+        gradient_checkpointing=False,
+        max_length=64,
+        logging_steps=1,
+        precompute_ref_log_probs=False,
+        max_steps=1,
+        learning_rate=1e-3,
+    )
+    lora = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        task_type="CAUSAL_LM",
+    )
+    trainer = _preference_trainer_cls()(
+        model=copy.deepcopy(model),
+        args=args,
+        train_dataset=trl_dataset(ROWS, "dpo"),
+        processing_class=tok,
+        peft_config=lora,
+        kl_schedule=KLSchedule(kl, kl),
+        sft_weight=sft,
+        pack=pack,
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     return trainer, batch
 
@@ -224,7 +267,7 @@ def test_completion_head_values_and_gradients_match_full_logits():
     W = torch.randn(V, H).requires_grad_()
     labels = torch.randint(0, V, (n,))
     ref_logits = torch.randn(n, V)
-    a, b = torch.randn(n), torch.randn(n)          # arbitrary upstream weights of the two outputs
+    a, b = torch.randn(n), torch.randn(n)  # arbitrary upstream weights of the two outputs
 
     logits = h @ W.t()
     lp_full = token_logps(logits, labels)
@@ -254,8 +297,14 @@ def test_completion_head_values_and_gradients_match_full_logits():
 def test_plan_packing_shares_prompts_and_drops_padding():
     # three pairs, batch order [chosen x 3; rejected x 3], right-padded to 5
     P = 0
-    rows = [[11, 12, 13, 21, 22], [14, 15, 23, P, P], [16, 24, P, P, P],      # chosen
-            [11, 12, 13, 31, P], [14, 15, 32, 33, 34], [16, 35, P, P, P]]     # rejected
+    rows = [
+        [11, 12, 13, 21, 22],
+        [14, 15, 23, P, P],
+        [16, 24, P, P, P],  # chosen
+        [11, 12, 13, 31, P],
+        [14, 15, 32, 33, 34],
+        [16, 35, P, P, P],
+    ]  # rejected
     ids = torch.tensor(rows)
     att = (ids != P).long()
     plan = plan_packing(ids, att, pad_id=P)
@@ -263,14 +312,26 @@ def test_plan_packing_shares_prompts_and_drops_padding():
     assert plan.input_ids.tolist() == [[11, 12, 13, 21, 22, 31], [14, 15, 23, 32, 33, 34], [16, 24, 35, P, P, P]]
     assert plan.position_ids.tolist() == [[0, 1, 2, 3, 4, 3], [0, 1, 2, 2, 3, 4], [0, 1, 1, 0, 1, 2]]
     assert plan.branch[0].tolist() == [0, 0, 0, 1, 1, 2]
-    assert plan.index.tolist() == [[0, 1, 2, 3, 4], [6, 7, 8, -1, -1], [12, 13, -1, -1, -1],
-                                   [0, 1, 2, 5, -1], [6, 7, 9, 10, 11], [12, 14, -1, -1, -1]]
-    assert plan.real_tokens == 21 and plan.packed_tokens == 18 and ids.numel() == 30   # 5+3+2+4+5+2 real
+    assert plan.index.tolist() == [
+        [0, 1, 2, 3, 4],
+        [6, 7, 8, -1, -1],
+        [12, 13, -1, -1, -1],
+        [0, 1, 2, 5, -1],
+        [6, 7, 9, 10, 11],
+        [12, 14, -1, -1, -1],
+    ]
+    assert plan.real_tokens == 21 and plan.packed_tokens == 18 and ids.numel() == 30  # 5+3+2+4+5+2 real
     m = plan.attention_mask("sdpa")
     assert m.shape == (3, 1, 6, 6) and m.dtype == torch.bool
     # row 0: the rejected token (slot 5) sees the prompt and itself, not the chosen tail
-    assert m[0, 0].int().tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
-                                      [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 1]]
+    assert m[0, 0].int().tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 0],
+        [1, 1, 1, 0, 0, 1],
+    ]
     # row 2: the dummy end (slots 3-5) is its own sequence
     assert m[0 + 2, 0, 4].int().tolist() == [0, 0, 0, 1, 1, 0]
     eager = plan.attention_mask("eager")
@@ -287,7 +348,7 @@ def test_packed_forward_equals_padded_forward(tiny, impl):
     model.set_attn_implementation(impl)
     torch.manual_seed(5)
     ids = torch.randint(6, 64, (4, 9))
-    ids[2, :4] = ids[0, :4]      # pair (0, 2) shares a 4-token prompt
+    ids[2, :4] = ids[0, :4]  # pair (0, 2) shares a 4-token prompt
     ids[3, :3] = ids[1, :3]
     att = torch.ones_like(ids)
     att[1, 6:] = 0
@@ -297,8 +358,9 @@ def test_packed_forward_equals_padded_forward(tiny, impl):
     assert plan.packed_tokens < ids.numel()
     with torch.no_grad():
         padded = model.model(input_ids=ids, attention_mask=att).last_hidden_state
-        packed = model.model(input_ids=plan.input_ids, attention_mask=plan.attention_mask(impl),
-                             position_ids=plan.position_ids).last_hidden_state
+        packed = model.model(
+            input_ids=plan.input_ids, attention_mask=plan.attention_mask(impl), position_ids=plan.position_ids
+        ).last_hidden_state
     flat = packed.reshape(-1, packed.shape[-1])
     real = att.bool()
     assert torch.allclose(flat[plan.index[real]], padded[real], atol=1e-5)
@@ -436,10 +498,14 @@ def test_cli_refuses_cita_without_kl(tmp_path):
 
     data = tmp_path / "prefs"
     data.mkdir()
-    res = CliRunner().invoke(cli, ["train", "--method", "cita", "--kl-weight", "0", "--data", str(data), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        cli, ["train", "--method", "cita", "--kl-weight", "0", "--data", str(data), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2
     assert "KL anchor" in res.output and "--method dpo" in res.output
-    res = CliRunner().invoke(cli, ["train", "--method", "dpo", "--kl-weight", "1e-4", "--data", str(data), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        cli, ["train", "--method", "dpo", "--kl-weight", "1e-4", "--data", str(data), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2 and "cita only" in res.output
     assert not (tmp_path / "o").exists()
 
@@ -477,9 +543,20 @@ def test_train_writes_log_adapter_and_merged_model(method, tiny_dir, prefs_dir, 
     from ecliptica_bench.train.trainer import LOG_COLUMNS, TrainConfig, resolve_dtype, train
 
     out = tmp_path / "out"
-    cfg = TrainConfig(method=method, model=str(tiny_dir), data=str(prefs_dir), out=str(out), max_steps=2, batch_size=2,
-                      max_length=128, lr=1e-2, merge=True, eval_heldout=method == "cita",
-                      sft_weight=0.5 if method == "dpo" else 0.0, gradient_checkpointing=method == "dpo")
+    cfg = TrainConfig(
+        method=method,
+        model=str(tiny_dir),
+        data=str(prefs_dir),
+        out=str(out),
+        max_steps=2,
+        batch_size=2,
+        max_length=128,
+        lr=1e-2,
+        merge=True,
+        eval_heldout=method == "cita",
+        sft_weight=0.5 if method == "dpo" else 0.0,
+        gradient_checkpointing=method == "dpo",
+    )
     summary = train(cfg)
     assert summary["global_step"] == 2
     with open(out / "train_log.csv", newline="") as fh:
@@ -491,15 +568,15 @@ def test_train_writes_log_adapter_and_merged_model(method, tiny_dir, prefs_dir, 
             assert r["sft"] == r["loss"] and r["dpo"] == "" and r["kl"] == ""
         else:
             assert math.isfinite(float(r["dpo"])) and math.isfinite(float(r["reward_margin"]))
-            assert math.isfinite(float(r["kl"]))          # logged for dpo too ...
-            assert (float(r["kl_weight"]) > 0) == (method == "cita")   # ... but optimised by cita only
+            assert math.isfinite(float(r["kl"]))  # logged for dpo too ...
+            assert (float(r["kl_weight"]) > 0) == (method == "cita")  # ... but optimised by cita only
             assert (r["sft"] != "") == (method == "dpo")
             assert int(r["tokens_seen"]) > 0
     assert summary["dtype"] == resolve_dtype("auto") and summary["config"]["method"] == method
     conf = json.loads((out / "train_config.json").read_text())
     assert conf["dtype"] == "auto" and conf["dtype_resolved"] == summary["dtype"]
     if method != "sft":
-        assert float(rows[0]["kl"]) == pytest.approx(0.0, abs=1e-6)   # LoRA starts at B = 0: policy == reference
+        assert float(rows[0]["kl"]) == pytest.approx(0.0, abs=1e-6)  # LoRA starts at B = 0: policy == reference
         assert float(rows[1]["kl"]) > 0
         k = summary["kl_to_reference"]
         assert k["final"] == pytest.approx(float(rows[1]["kl"])) and k["optimised"] == (method == "cita")
@@ -543,8 +620,17 @@ def test_train_with_dtype_bfloat16_runs_the_step_under_autocast(tiny_dir, prefs_
     from ecliptica_bench.train.prefs import load_prefs
     from ecliptica_bench.train.trainer import TrainConfig, build_trainer
 
-    cfg = TrainConfig(method="cita", model=str(tiny_dir), data=str(prefs_dir), out=str(tmp_path), max_steps=2,
-                      batch_size=2, max_length=128, lr=1e-2, dtype="bfloat16")
+    cfg = TrainConfig(
+        method="cita",
+        model=str(tiny_dir),
+        data=str(prefs_dir),
+        out=str(tmp_path),
+        max_steps=2,
+        batch_size=2,
+        max_length=128,
+        lr=1e-2,
+        dtype="bfloat16",
+    )
     trainer = build_trainer(cfg, load_prefs(prefs_dir, "train"), tmp_path / "ckpt", model_path=str(tiny_dir))
     seen = []
     handle = _lora_layers(trainer.model)[0].base_layer.register_forward_hook(lambda _m, _a, out: seen.append(out.dtype))
@@ -571,8 +657,16 @@ def test_train_refuses_foreign_out_dir(tiny_dir, prefs_dir, tmp_path):
 def test_resume_refuses_changed_settings(tiny_dir, prefs_dir, tmp_path):
     from ecliptica_bench.train.trainer import TrainConfig, train
 
-    cfg = TrainConfig(method="dpo", model=str(tiny_dir), data=str(prefs_dir), out=str(tmp_path / "o"), max_steps=2,
-                      batch_size=2, max_length=128, save_steps=1)
+    cfg = TrainConfig(
+        method="dpo",
+        model=str(tiny_dir),
+        data=str(prefs_dir),
+        out=str(tmp_path / "o"),
+        max_steps=2,
+        batch_size=2,
+        max_length=128,
+        save_steps=1,
+    )
     train(cfg)
     with pytest.raises(EclipticaError, match=r"different settings.*lr 5e-06 -> 0\.001"):
         train(TrainConfig(**{**cfg.__dict__, "lr": 1e-3, "resume": True}))
@@ -586,15 +680,48 @@ def test_cli_train_and_eval_only(tiny_dir, prefs_dir, tmp_path):
     from ecliptica_bench.cli import cli
 
     out = tmp_path / "o"
-    res = CliRunner().invoke(cli, ["train", "--method", "dpo", "--model", str(tiny_dir), "--data", str(prefs_dir),
-                                   "--out", str(out), "--max-steps", "1", "--batch-size", "2", "--max-length", "128",
-                                   "--prompt-format", "block"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--method",
+            "dpo",
+            "--model",
+            str(tiny_dir),
+            "--data",
+            str(prefs_dir),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--max-length",
+            "128",
+            "--prompt-format",
+            "block",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "trained dpo: 1 steps" in res.output and (out / "adapter" / "adapter_config.json").exists()
     assert json.loads((out / "train_config.json").read_text())["prompt_format"] == "block"
-    res = CliRunner().invoke(cli, ["train", "--eval-only", "--model", str(tiny_dir), "--data", str(prefs_dir),
-                                   "--adapter", str(out / "adapter"), "--max-length", "128",
-                                   "--out", str(tmp_path / "eval.json")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--eval-only",
+            "--model",
+            str(tiny_dir),
+            "--data",
+            str(prefs_dir),
+            "--adapter",
+            str(out / "adapter"),
+            "--max-length",
+            "128",
+            "--out",
+            str(tmp_path / "eval.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "eval.json").read_text())
     assert rep["split"] == "heldout" and rep["overall"]["rows"] > 0 and "accuracy_reward" in rep["overall"]

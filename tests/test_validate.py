@@ -55,7 +55,7 @@ def _break_variant_count(root):
 
 
 def _break_empty_prompt(root):
-    p = root / "prompts/ecliptica/health" "care.yaml"
+    p = root / "prompts/ecliptica/healthcare.yaml"
     text = p.read_text()
     new = re.sub(r'(id: "?healthcare-005"?\n\s+text: )[^\n]*', r'\1""', text, count=1)
     assert new != text
@@ -93,9 +93,19 @@ def _break_unknown_axis(root):
     return p, "conservative"
 
 
-BREAKS = [_break_bad_yaml, _break_duplicate_id, _break_duplicate_id_across_files, _break_unknown_field,
-          _break_missing_field, _break_variant_count, _break_empty_prompt, _break_overlong_prompt,
-          _break_unknown_category, _break_unknown_item_category, _break_unknown_axis]
+BREAKS = [
+    _break_bad_yaml,
+    _break_duplicate_id,
+    _break_duplicate_id_across_files,
+    _break_unknown_field,
+    _break_missing_field,
+    _break_variant_count,
+    _break_empty_prompt,
+    _break_overlong_prompt,
+    _break_unknown_category,
+    _break_unknown_item_category,
+    _break_unknown_axis,
+]
 
 
 def test_bundled_banks_are_valid():

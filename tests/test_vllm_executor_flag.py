@@ -63,8 +63,7 @@ def test_no_executor_backend_leaves_vllms_default(model_folder, gpu_platform):
 def test_executor_backend_is_in_the_manifest_description(model_folder):
     from ecliptica_bench.backends.vllm import VLLMBackend
 
-    assert VLLMBackend(str(model_folder), distributed_executor_backend="mp").describe()[
-        "distributed_executor_backend"] == "mp"
+    assert VLLMBackend(str(model_folder), distributed_executor_backend="mp").describe()["distributed_executor_backend"] == "mp"
 
 
 def test_unknown_executor_backend_is_refused(model_folder):
@@ -76,11 +75,25 @@ def test_unknown_executor_backend_is_refused(model_folder):
 
 def test_cli_refuses_it_without_vllm_backend(tmp_path, model_folder):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    base = [sys.executable, "-m", "ecliptica_bench.cli", "run", "--suites", "litmus", "--limit", "1",
-            "--out", str(tmp_path / "r"), "--model", str(model_folder)]
-    p = subprocess.run(base + ["--backend", "hf", "--distributed-executor-backend", "ray"], capture_output=True,
-                       text=True, env=env, timeout=300)
+    base = [
+        sys.executable,
+        "-m",
+        "ecliptica_bench.cli",
+        "run",
+        "--suites",
+        "litmus",
+        "--limit",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+        "--model",
+        str(model_folder),
+    ]
+    p = subprocess.run(
+        base + ["--backend", "hf", "--distributed-executor-backend", "ray"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert p.returncode == 2 and "need --backend vllm" in p.stderr and "Traceback" not in p.stderr, p.stderr
-    p = subprocess.run(base + ["--backend", "hf", "--distributed-executor-backend", "uni"], capture_output=True,
-                       text=True, env=env, timeout=300)
+    p = subprocess.run(
+        base + ["--backend", "hf", "--distributed-executor-backend", "uni"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert p.returncode == 2 and "'uni' is not one of 'mp', 'ray'" in p.stderr, p.stderr

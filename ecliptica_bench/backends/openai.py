@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER_S = 120.0
-REVIVE_AFTER_S = 30.0      # a server taken out of the pool is tried again after this long
+REVIVE_AFTER_S = 30.0  # a server taken out of the pool is tried again after this long
 
 
 class MalformedResponse(Exception):
@@ -48,11 +48,19 @@ class ServerDown(Exception):
 class OpenAIBackend(Backend):
     name = "openai"
     tokenizer = None
-    default_batch_size = 64   # requests handed over per call; `concurrency` bounds how many are in flight per server
+    default_batch_size = 64  # requests handed over per call; `concurrency` bounds how many are in flight per server
 
-    def __init__(self, model: str, base_url: str | list[str] | tuple[str, ...] | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, timeout_s: float = 120.0,
-                 max_retries: int = 5, backoff_s: float = 1.0, max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | list[str] | tuple[str, ...] | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+    ):
         urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else list(base_url or ())) if u]
         if not urls:
             raise EclipticaError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
@@ -70,16 +78,22 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self._down: dict[str, float] = {}    # server -> when it was taken out of the pool
+        self._down: dict[str, float] = {}  # server -> when it was taken out of the pool
         # what the server serves under this name, at this address (these addresses): the best identity we can see
         ident = {"base_url": urls[0]} if len(urls) == 1 else {"base_urls": sorted(urls)}
         self.fingerprint = sha256_text(dumps({"backend": "openai", **ident, "model": model}))
 
     def describe(self) -> dict:
-        return {"backend": self.name, "base_url": self.base_url, "base_urls": self.base_urls,
-                "served_model": self.model, "concurrency": self.concurrency, "timeout_s": self.timeout_s,
-                "max_retries": self.max_retries,
-                "api_key_env": self.api_key_env}   # the variable's name only, never its value
+        return {
+            "backend": self.name,
+            "base_url": self.base_url,
+            "base_urls": self.base_urls,
+            "served_model": self.model,
+            "concurrency": self.concurrency,
+            "timeout_s": self.timeout_s,
+            "max_retries": self.max_retries,
+            "api_key_env": self.api_key_env,
+        }  # the variable's name only, never its value
 
     @staticmethod
     def prompt_text(messages: list[dict]) -> str:
@@ -90,8 +104,9 @@ class OpenAIBackend(Backend):
         from openai import AsyncOpenAI
 
         # retries are ours (to honour Retry-After and record what happened), so the client's are off
-        return AsyncOpenAI(base_url=base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY",
-                           max_retries=0, timeout=self.timeout_s)
+        return AsyncOpenAI(
+            base_url=base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY", max_retries=0, timeout=self.timeout_s
+        )
 
     def _live_servers(self) -> list[str]:
         """Servers not taken out of the pool in the last REVIVE_AFTER_S; all of them when none is left."""
@@ -119,7 +134,7 @@ class OpenAIBackend(Backend):
             while True:
                 i = await queue.get()
                 try:
-                    if url not in alive:          # went down while this worker waited: leave it to the others
+                    if url not in alive:  # went down while this worker waited: leave it to the others
                         queue.put_nowait(i)
                         return
                     results[i] = await self._one(clients[url], requests[i], params, url, failover=len(alive) > 1)
@@ -127,9 +142,13 @@ class OpenAIBackend(Backend):
                     if url in alive and len(alive) > 1:
                         alive.remove(url)
                         self._down[url] = time.monotonic()
-                        log.warning("openai: %s; its requests go to the other %d server(s) (retried in %gs)",
-                                    exc, len(alive), REVIVE_AFTER_S)
-                    queue.put_nowait(i)           # again: elsewhere, or here without failover if none is left
+                        log.warning(
+                            "openai: %s; its requests go to the other %d server(s) (retried in %gs)",
+                            exc,
+                            len(alive),
+                            REVIVE_AFTER_S,
+                        )
+                    queue.put_nowait(i)  # again: elsewhere, or here without failover if none is left
                 finally:
                     queue.task_done()
 
@@ -140,7 +159,7 @@ class OpenAIBackend(Backend):
             while not joined.done():
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished - {joined}:
-                    if task.exception() is not None:   # a bug, not a server's answer: the batch fails, as before
+                    if task.exception() is not None:  # a bug, not a server's answer: the batch fails, as before
                         raise task.exception()
         finally:
             for task in (joined, *workers):
@@ -150,14 +169,18 @@ class OpenAIBackend(Backend):
                 await c.close()
         return results
 
-    async def _one(self, client, req: GenRequest, params: SamplingParams, server: str = "",
-                   failover: bool = False) -> GenResult:
+    async def _one(self, client, req: GenRequest, params: SamplingParams, server: str = "", failover: bool = False) -> GenResult:
         """One request with retries; with failover (another server is up), a refused or dropped connection
         raises ServerDown at once instead of retrying here."""
         import openai
 
-        body = dict(model=self.model, messages=req.messages, max_tokens=params.max_new_tokens,
-                    temperature=params.temperature, seed=req.seed if req.seed is not None else params.seed)
+        body = dict(
+            model=self.model,
+            messages=req.messages,
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            seed=req.seed if req.seed is not None else params.seed,
+        )
         if not params.greedy:
             body["top_p"] = params.top_p
         if params.response_format is not None:
@@ -182,20 +205,26 @@ class OpenAIBackend(Backend):
                 last = f"connection error: {_short(str(exc.__cause__ or exc))}"
                 if failover:
                     raise ServerDown(f"{server}: {last}") from None
-            except (ValueError, TypeError, AttributeError) as exc:   # undecodable JSON and the like
+            except (ValueError, TypeError, AttributeError) as exc:  # undecodable JSON and the like
                 return self._failed(f"malformed response: {type(exc).__name__}: {_short(str(exc))}", t0)
             if attempt == self.max_retries:
                 break
             if wait is None:
-                wait = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+                wait = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
             log.debug("openai: %s; retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, wait)
             await asyncio.sleep(wait)
         return self._failed(f"{last} (gave up after {self.max_retries + 1} attempts)", t0)
 
     @staticmethod
     def _failed(error: str, t0: float) -> GenResult:
-        return GenResult(text="", finish_reason="error", prompt_tokens=None, completion_tokens=None,
-                         latency_s=time.monotonic() - t0, error=error)
+        return GenResult(
+            text="",
+            finish_reason="error",
+            prompt_tokens=None,
+            completion_tokens=None,
+            latency_s=time.monotonic() - t0,
+            error=error,
+        )
 
     @staticmethod
     def _parse(resp, latency: float) -> GenResult:
@@ -208,9 +237,13 @@ class OpenAIBackend(Backend):
         if not isinstance(text, str):
             raise MalformedResponse(f"choices[0].message.content is {type(text).__name__}, not a string")
         usage = getattr(resp, "usage", None)
-        return GenResult(text=text, finish_reason="length" if finish == "length" else "stop",
-                         prompt_tokens=getattr(usage, "prompt_tokens", None),
-                         completion_tokens=getattr(usage, "completion_tokens", None), latency_s=latency)
+        return GenResult(
+            text=text,
+            finish_reason="length" if finish == "length" else "stop",
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            latency_s=latency,
+        )
 
 
 def retry_after_seconds(headers) -> float | None:

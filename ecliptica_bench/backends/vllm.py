@@ -17,26 +17,47 @@ import os
 import time
 
 from ..errors import EclipticaError
-from .base import (Backend, GenRequest, GenResult, SamplingParams, check_adapter, check_dtype, config_dtype,
-                   load_tokenizer, local_model_dir, model_fingerprint)
+from .base import (
+    Backend,
+    GenRequest,
+    GenResult,
+    SamplingParams,
+    check_adapter,
+    check_dtype,
+    config_dtype,
+    load_tokenizer,
+    local_model_dir,
+    model_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
-LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)   # vllm's MaxLoRARanks
-EXECUTOR_BACKENDS = ("mp", "ray")                     # --distributed-executor-backend
-CPU_KV_CACHE_GIB = 2                                   # when VLLM_CPU_KVCACHE_SPACE is not set
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm's MaxLoRARanks
+EXECUTOR_BACKENDS = ("mp", "ray")  # --distributed-executor-backend
+CPU_KV_CACHE_GIB = 2  # when VLLM_CPU_KVCACHE_SPACE is not set
 
 
 class VLLMBackend(Backend):
     name = "vllm"
-    default_batch_size = 128   # requests per engine call (vLLM batches inside); each call is committed
+    default_batch_size = 128  # requests per engine call (vLLM batches inside); each call is committed
 
-    def __init__(self, model: str, adapter: str | None = None, seed: int = 42, tensor_parallel_size: int = 1,
-                 data_parallel_size: int = 1, max_model_len: int = 2048, dtype: str = "auto",
-                 enforce_eager: bool | None = None, distributed_executor_backend: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None = None,
+        seed: int = 42,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        max_model_len: int = 2048,
+        dtype: str = "auto",
+        enforce_eager: bool | None = None,
+        distributed_executor_backend: str | None = None,
+    ):
         if distributed_executor_backend not in (None, *EXECUTOR_BACKENDS):
-            raise EclipticaError(f"--distributed-executor-backend must be one of {', '.join(EXECUTOR_BACKENDS)}, "
-                                 f"got {distributed_executor_backend!r}")
+            raise EclipticaError(
+                f"--distributed-executor-backend must be one of {', '.join(EXECUTOR_BACKENDS)}, "
+                f"got {distributed_executor_backend!r}"
+            )
         self.model_dir = local_model_dir(model)
         self.adapter_dir = check_adapter(adapter)
         self.fingerprint = model_fingerprint(self.model_dir, self.adapter_dir)
@@ -70,11 +91,15 @@ class VLLMBackend(Backend):
         from vllm.platforms import current_platform
 
         on_cpu = current_platform.is_cpu()
-        kw = dict(model=str(self.model_dir), tokenizer=str(self.model_dir), seed=self.seed,
-                  dtype="auto" if self.resolved_dtype.startswith("vllm-auto") else self.resolved_dtype,
-                  max_model_len=self.max_model_len,
-                  tensor_parallel_size=self.tensor_parallel_size,
-                  enforce_eager=self.enforce_eager if self.enforce_eager is not None else on_cpu)
+        kw = dict(
+            model=str(self.model_dir),
+            tokenizer=str(self.model_dir),
+            seed=self.seed,
+            dtype="auto" if self.resolved_dtype.startswith("vllm-auto") else self.resolved_dtype,
+            max_model_len=self.max_model_len,
+            tensor_parallel_size=self.tensor_parallel_size,
+            enforce_eager=self.enforce_eager if self.enforce_eager is not None else on_cpu,
+        )
         if self.data_parallel_size > 1:
             kw["data_parallel_size"] = self.data_parallel_size
         if self.distributed_executor_backend:
@@ -100,28 +125,36 @@ class VLLMBackend(Backend):
             from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError as exc:
-            raise EclipticaError(f"--backend vllm: cannot import vllm ({exc})") from None
+            raise EclipticaError(f"--backend vllm: cannot import vllm ({exc})") from exc
         kw = self._engine_kwargs()
         t0 = time.time()
         try:
             self._llm = LLM(**kw)
         except Exception as exc:
-            raise EclipticaError(f"{self.model_dir}: vLLM engine failed to start: {type(exc).__name__}: {exc}") from None
+            raise EclipticaError(f"{self.model_dir}: vLLM engine failed to start: {type(exc).__name__}: {exc}") from exc
         if self.adapter_dir is not None:
             self._lora = LoRARequest("adapter", 1, str(self.adapter_dir))
         # the model's own sampling defaults (e.g. repetition_penalty) stay; ours override the rest
         diff = self._llm.llm_engine.model_config.get_diff_sampling_param()
-        self._defaults = {k: v for k, v in diff.items() if k in ("repetition_penalty", "presence_penalty",
-                                                                 "frequency_penalty")}
-        log.info("vllm: engine for %s ready in %.1fs (%s)", self.model_dir, time.time() - t0,
-                 ", ".join(f"{k}={v}" for k, v in kw.items() if k not in ("model", "tokenizer")))
+        self._defaults = {k: v for k, v in diff.items() if k in ("repetition_penalty", "presence_penalty", "frequency_penalty")}
+        log.info(
+            "vllm: engine for %s ready in %.1fs (%s)",
+            self.model_dir,
+            time.time() - t0,
+            ", ".join(f"{k}={v}" for k, v in kw.items() if k not in ("model", "tokenizer")),
+        )
         return self._llm
 
     def describe(self) -> dict:
-        d = {"backend": self.name, "dtype": self.dtype, "resolved_dtype": self.resolved_dtype,
-             "tensor_parallel_size": self.tensor_parallel_size,
-             "data_parallel_size": self.data_parallel_size, "max_model_len": self.max_model_len,
-             "distributed_executor_backend": self.distributed_executor_backend}
+        d = {
+            "backend": self.name,
+            "dtype": self.dtype,
+            "resolved_dtype": self.resolved_dtype,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "data_parallel_size": self.data_parallel_size,
+            "max_model_len": self.max_model_len,
+            "distributed_executor_backend": self.distributed_executor_backend,
+        }
         if self._llm is not None:
             d["engine"] = {k: v for k, v in self._engine_kwargs().items() if k not in ("model", "tokenizer")}
         return d
@@ -134,8 +167,7 @@ class VLLMBackend(Backend):
             kw.update(temperature=0.0)
         else:
             # a per-request seed makes each sample independent of its batch neighbours
-            kw.update(temperature=params.temperature, top_p=params.top_p,
-                      seed=req.seed if req.seed is not None else params.seed)
+            kw.update(temperature=params.temperature, top_p=params.top_p, seed=req.seed if req.seed is not None else params.seed)
         if params.response_format is not None:
             from vllm.sampling_params import StructuredOutputsParams
 
@@ -157,15 +189,23 @@ class VLLMBackend(Backend):
         too_long = [r.key for r, t in zip(requests, ids) if len(t) + params.max_new_tokens > self.max_model_len]
         if too_long:
             raise ValueError(f"{len(too_long)} prompt(s) + max_new_tokens exceed max_model_len={self.max_model_len}")
-        outs = llm.generate([TokensPrompt(prompt_token_ids=t) for t in ids],
-                            [self.sampling_params(params, r) for r in requests],
-                            use_tqdm=False, lora_request=self._lora)
+        # greedy: every request gets the same parameters, so pass one object (vLLM clones a list entry per
+        # request); sampling keeps one per request for its per-request seed
+        sp = self.sampling_params(params, requests[0]) if params.greedy else [self.sampling_params(params, r) for r in requests]
+        outs = llm.generate([TokensPrompt(prompt_token_ids=t) for t in ids], sp, use_tqdm=False, lora_request=self._lora)
         wall = time.time() - t0
         results = []
         for o, t in zip(outs, ids):
             c = o.outputs[0]
-            results.append(GenResult(text=c.text, finish_reason="length" if c.finish_reason == "length" else "stop",
-                                     prompt_tokens=len(t), completion_tokens=len(c.token_ids), latency_s=wall))
+            results.append(
+                GenResult(
+                    text=c.text,
+                    finish_reason="length" if c.finish_reason == "length" else "stop",
+                    prompt_tokens=len(t),
+                    completion_tokens=len(c.token_ids),
+                    latency_s=wall,
+                )
+            )
         return results
 
     def close(self) -> None:

@@ -43,9 +43,15 @@ def validate_banks(suites: list[Suite]) -> None:
         raise ValidationError(problems)
 
 
-def build_dataset(out: Path, suites: str | None = None, seed: int = 42, formats: str = "parquet,jsonl",
-                  source: str = "bundled", data_dir: Path | None = None,
-                  rows_by_suite: dict[str, list[dict]] | None = None) -> dict:
+def build_dataset(
+    out: Path,
+    suites: str | None = None,
+    seed: int = 42,
+    formats: str = "parquet,jsonl",
+    source: str = "bundled",
+    data_dir: Path | None = None,
+    rows_by_suite: dict[str, list[dict]] | None = None,
+) -> dict:
     """Build and write the dataset; returns the manifest. Nothing is written unless all checks pass."""
     fmts = {f.strip() for f in formats.split(",") if f.strip()}
     if not fmts or fmts - FORMATS:
@@ -55,10 +61,14 @@ def build_dataset(out: Path, suites: str | None = None, seed: int = 42, formats:
         if source == "bundled":
             validate_banks(chosen)
         rows_by_suite = {s.name: s.build_rows(s.items(source, data_dir), seed) for s in chosen}
-        inputs = {str(p.relative_to(paths.data_root())): sha256_file(p)
-                  for s in chosen for p in (suite_input_files(s) if source == "bundled" else suite_input_files(s)[:1])}
+        inputs = {
+            str(p.relative_to(paths.data_root())): sha256_file(p)
+            for s in chosen
+            for p in (suite_input_files(s) if source == "bundled" else suite_input_files(s)[:1])
+        }
         if source == "hub":
             from .hub import describe_inputs
+
             inputs.update(describe_inputs([s.name for s in chosen], data_dir))
     else:
         inputs = {}
@@ -90,8 +100,7 @@ def build_dataset(out: Path, suites: str | None = None, seed: int = 42, formats:
                 "metric": s.metric,
             }
         (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
-        manifest["outputs"] = {str(p.relative_to(tmp)): sha256_file(p)
-                               for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest["outputs"] = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, manifest)
     return manifest
 
@@ -113,8 +122,9 @@ def load_built(path: Path, suites: list[str] | None = None):
 
 def read_cases(path: Path, suite: str) -> list[dict]:
     """The rows of one suite from a built dataset, as plain dicts (parquet preferred)."""
-    import pyarrow.parquet as pq
     import json
+
+    import pyarrow.parquet as pq
 
     path = Path(path)
     if (path / suite / PARQUET_NAME).exists():
@@ -126,6 +136,7 @@ def read_cases(path: Path, suite: str) -> list[dict]:
 def validate_built(path: Path) -> dict:
     """Check a built dataset against its manifest: every file present with its sha256, schema and counts."""
     import json
+
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -156,7 +167,9 @@ def validate_built(path: Path) -> dict:
                 problems.append(Problem(str(f), None, f"unreadable parquet: {exc}"))
                 continue
             if table.column_names != SUITES[name].columns:
-                problems.append(Problem(str(f), None, f"columns {table.column_names} differ from the schema {SUITES[name].columns}"))
+                problems.append(
+                    Problem(str(f), None, f"columns {table.column_names} differ from the schema {SUITES[name].columns}")
+                )
             if table.num_rows != info.get("rows"):
                 problems.append(Problem(str(f), None, f"{table.num_rows} rows, manifest says {info.get('rows')}"))
     if problems:

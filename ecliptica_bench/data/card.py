@@ -34,7 +34,11 @@ def card_header(suite_names: list[str], split: str = "train") -> dict:
         "pretty_name": "ECLIPTICA benchmark suites",
         "tags": ["alignment", "instruction-following", "evaluation"],
         "configs": [
-            {"config_name": n, "data_files": [{"split": split, "path": f"{n}/*.parquet"}], **({"default": True} if n == "ecliptica" else {})}
+            {
+                "config_name": n,
+                "data_files": [{"split": split, "path": f"{n}/*.parquet"}],
+                **({"default": True} if n == "ecliptica" else {}),
+            }
             for n in suite_names
         ],
     }
@@ -43,17 +47,33 @@ def card_header(suite_names: list[str], split: str = "train") -> dict:
 def render_card(manifest: dict) -> str:
     names = list(manifest["suites"])
     header = yaml.safe_dump(card_header(names, manifest.get("split", "train")), sort_keys=False)
-    lines = [f"---\n{header}---", "", "# ECLIPTICA benchmark suites", "",
-             "Does a model switch behaviour when only the alignment instruction changes? Every row pairs a fixed",
-             "user prompt with one alignment instruction; the rows of a prompt differ only in the instruction.",
-             "Built by `ecliptica build-dataset` (ecliptica-bench " + manifest["package_version"] + ").", "",
-             f"Seed {manifest['seed']}, source `{manifest['source']}`, dataset version {manifest['dataset_version']}.", "",
-             "| suite | rows | prompts | metric | max_new_tokens |", "|---|---|---|---|---|"]
+    lines = [
+        f"---\n{header}---",
+        "",
+        "# ECLIPTICA benchmark suites",
+        "",
+        "Does a model switch behaviour when only the alignment instruction changes? Every row pairs a fixed",
+        "user prompt with one alignment instruction; the rows of a prompt differ only in the instruction.",
+        "Built by `ecliptica build-dataset` (ecliptica-bench " + manifest["package_version"] + ").",
+        "",
+        f"Seed {manifest['seed']}, source `{manifest['source']}`, dataset version {manifest['dataset_version']}.",
+        "",
+        "| suite | rows | prompts | metric | max_new_tokens |",
+        "|---|---|---|---|---|",
+    ]
     for n in names:
         s = manifest["suites"][n]
         lines.append(f"| {n} | {s['rows']} | {s['prompts']} | {s['metric']} | {s['max_new_tokens']} |")
-    lines += ["", "```python", "from datasets import load_dataset",
-              'ds = load_dataset("DIR_OR_REPO", name="ecliptica")', "```", "", "## Columns", ""]
+    lines += [
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'ds = load_dataset("DIR_OR_REPO", name="ecliptica")',
+        "```",
+        "",
+        "## Columns",
+        "",
+    ]
     cols = []
     for n in names:
         cols += [c for c in SUITES[n].columns if c not in cols]

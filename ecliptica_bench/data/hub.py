@@ -36,6 +36,7 @@ OWN_ROOT_FILES = {"README.md", ".gitattributes", "manifest.json"}
 
 # ---------------------------------------------------------------------------------------------- sources
 
+
 def load_sources(path: Path | None = None) -> dict[str, dict]:
     """prompts/hub_sources.yaml as {suite: spec}, checked enough to fail with a clear message."""
     path = Path(path) if path else paths.prompts_dir() / SOURCES_FILE
@@ -82,12 +83,14 @@ def describe_inputs(suites: list[str], data_dir: Path | None) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- reachability
 
+
 def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def hub_endpoint() -> str:
     from huggingface_hub import constants
+
     return constants.ENDPOINT
 
 
@@ -103,8 +106,9 @@ def ensure_online(what: str, check_path: str = "/api/whoami-v2", token: str | No
     from huggingface_hub import constants
 
     if _env_true("HF_HUB_OFFLINE") or _env_true("HF_DATASETS_OFFLINE") or constants.HF_HUB_OFFLINE:
-        raise EclipticaError(f"{what}: the Hugging Face Hub is switched off (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set); "
-                             f"unset it, {hint}")
+        raise EclipticaError(
+            f"{what}: the Hugging Face Hub is switched off (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set); unset it, {hint}"
+        )
     from huggingface_hub.utils import build_hf_headers, get_session
 
     if logging.getLogger().level > logging.DEBUG:  # one INFO line per HTTP request is noise unless -v
@@ -115,8 +119,10 @@ def ensure_online(what: str, check_path: str = "/api/whoami-v2", token: str | No
         headers = build_hf_headers(token=token)  # token None: the saved login, if any (gated/private repos)
         return get_session().get(endpoint + check_path, headers=headers, timeout=REACH_TIMEOUT_S)
     except Exception as exc:  # httpx connect/timeout errors; the class name is enough to say why
-        raise EclipticaError(f"{what}: cannot reach the Hugging Face Hub at {endpoint} ({type(exc).__name__}); "
-                             f"check the network or HF_ENDPOINT, {hint}") from None
+        raise EclipticaError(
+            f"{what}: cannot reach the Hugging Face Hub at {endpoint} ({type(exc).__name__}); "
+            f"check the network or HF_ENDPOINT, {hint}"
+        ) from exc
 
 
 def resolve_revision(repo: str, revision: str) -> str:
@@ -131,14 +137,17 @@ def resolve_revision(repo: str, revision: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- reading rows
 
+
 def _local_files(data_dir: Path, suite: str, spec: dict) -> list[Path]:
     folder = data_dir / suite
     if spec.get("files"):
         files = [folder / f for f in spec["files"]]
         missing = [f for f in files if not f.is_file()]
         if missing:
-            raise EclipticaError(f"{missing[0]}: missing local copy of {spec['repo']}:{Path(missing[0]).relative_to(folder)} "
-                                 f"(--data-dir expects DIR/{suite}/<path in the hub repo>)")
+            raise EclipticaError(
+                f"{missing[0]}: missing local copy of {spec['repo']}:{Path(missing[0]).relative_to(folder)} "
+                f"(--data-dir expects DIR/{suite}/<path in the hub repo>)"
+            )
         return files
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in DATA_EXTENSIONS)
     if not files:
@@ -161,8 +170,10 @@ def read_source(suite: str, data_dir: Path | None = None, spec: dict | None = No
             try:
                 ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train", cache_dir=cache)
             except Exception as exc:
-                raise EclipticaError(f"{files[0].parent}: cannot read {builder} files for {suite} "
-                                     f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+                raise EclipticaError(
+                    f"{files[0].parent}: cannot read {builder} files for {suite} "
+                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+                ) from exc
             return ds.to_list()
     sha = resolve_revision(spec["repo"], spec["revision"])
     import datasets
@@ -174,8 +185,9 @@ def read_source(suite: str, data_dir: Path | None = None, spec: dict | None = No
         else:
             ds = datasets.load_dataset(spec["repo"], name=spec.get("config"), revision=sha, split=spec["split"])
     except Exception as exc:
-        raise EclipticaError(f"{spec['repo']}@{spec['revision']}: loading failed "
-                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        raise EclipticaError(
+            f"{spec['repo']}@{spec['revision']}: loading failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        ) from exc
     return ds.to_list()
 
 
@@ -188,6 +200,7 @@ def _need(rows: list[dict], columns: list[str], where: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- per-suite items
+
 
 def ecliptica_items(rows: list[dict], where: str) -> list[dict]:
     """ECLIPTICA-3k rows -> its distinct prompts (id from prompt_id, category as source)."""
@@ -203,9 +216,17 @@ def ecliptica_items(rows: list[dict], where: str) -> list[dict]:
 
 def truthfulqa_items(rows: list[dict], where: str) -> list[dict]:
     _need(rows, ["question", "best_answer", "correct_answers", "incorrect_answers", "category"], where)
-    return [{"id": f"hub-tqa-{i:04d}", "text": r["question"].strip(), "source": r["category"],
-             "best_answer": r["best_answer"], "correct_answers": list(r["correct_answers"]),
-             "incorrect_answers": list(r["incorrect_answers"])} for i, r in enumerate(rows)]
+    return [
+        {
+            "id": f"hub-tqa-{i:04d}",
+            "text": r["question"].strip(),
+            "source": r["category"],
+            "best_answer": r["best_answer"],
+            "correct_answers": list(r["correct_answers"]),
+            "incorrect_answers": list(r["incorrect_answers"]),
+        }
+        for i, r in enumerate(rows)
+    ]
 
 
 def _harm_category(row: dict, response: int) -> str:
@@ -225,15 +246,16 @@ def conditional_safety_items(rows: list[dict], where: str) -> list[dict]:
         safe0, safe1 = bool(r["is_response_0_safe"]), bool(r["is_response_1_safe"])
         if safe0 == safe1:
             continue
-        items.append({"id": f"hub-pku-{i:05d}", "text": r["prompt"].strip(),
-                      "source": _harm_category(r, 1 if safe0 else 0)})
+        items.append({"id": f"hub-pku-{i:05d}", "text": r["prompt"].strip(), "source": _harm_category(r, 1 if safe0 else 0)})
     return items
 
 
 def length_control_items(rows: list[dict], where: str) -> list[dict]:
     _need(rows, ["instruction"], where)
-    return [{"id": f"hub-alpaca-{i:03d}", "text": r["instruction"].strip(), "source": r.get("dataset") or "alpaca_eval"}
-            for i, r in enumerate(rows)]
+    return [
+        {"id": f"hub-alpaca-{i:03d}", "text": r["instruction"].strip(), "source": r.get("dataset") or "alpaca_eval"}
+        for i, r in enumerate(rows)
+    ]
 
 
 def _axiom_key(name: str) -> str:
@@ -257,8 +279,9 @@ def litmus_items(rows: list[dict], where: str, per_cell: int = 200, seed: int = 
         axiom = known.get(_axiom_key(r["axiom"]), str(r["axiom"]))
         text = str(r[text_col] or "").strip()
         if text:
-            cells[(axiom, label)].append({"id": f"hub-litmus-{i:05d}", "text": text, "source": axiom,
-                                          "axiom": axiom, "label": label})
+            cells[(axiom, label)].append(
+                {"id": f"hub-litmus-{i:05d}", "text": text, "source": axiom, "axiom": axiom, "label": label}
+            )
     rng = random.Random(seed)
     items, short = [], []
     for key in sorted(cells):
@@ -267,8 +290,14 @@ def litmus_items(rows: list[dict], where: str, per_cell: int = 200, seed: int = 
             short.append(f"{key[0]}/{key[1]}: {len(pool)}")
         items += rng.sample(pool, min(per_cell, len(pool)))
     if short:
-        log.warning("%s: fewer than %d prompts in %d of %d (axiom x label) cells (%s)", where, per_cell, len(short),
-                    len(cells), "; ".join(short[:4]) + ("; ..." if len(short) > 4 else ""))
+        log.warning(
+            "%s: fewer than %d prompts in %d of %d (axiom x label) cells (%s)",
+            where,
+            per_cell,
+            len(short),
+            len(cells),
+            "; ".join(short[:4]) + ("; ..." if len(short) > 4 else ""),
+        )
     unknown = sorted({a for a, _ in cells} - set(AXIOMS))
     if unknown:
         log.warning("%s: axioms not among the 7 known ones kept as they are: %s", where, unknown)
@@ -310,6 +339,7 @@ def hub_loader(suite: str) -> Callable[[Path | None], list[dict]]:
 
 # ---------------------------------------------------------------------------------------------- --from-hub
 
+
 def rows_from_published(records: list[dict], where: str) -> list[dict]:
     """Published ECLIPTICA rows (prompt_id, prompt, instruction_type, instruction, expected_characteristics,
     source [, axis]) -> our row schema, keeping the published values verbatim.
@@ -341,20 +371,22 @@ def rows_from_published(records: list[dict], where: str) -> list[dict]:
                 seen_texts[itype].append(text)
             variant = seen_texts[itype].index(text)
         item_id = f"hub-{pid:04d}"
-        rows.append({
-            "prompt_id": pid,
-            "prompt": r["prompt"],
-            "instruction_type": itype,
-            "instruction": text,
-            "expected_characteristics": list(r["expected_characteristics"]),
-            "source": r["source"],
-            "case_id": f"ecliptica/{item_id}/{itype}",
-            "variant_index": variant,
-            "axis": r.get("axis") or (t.axis if t is not None else "unknown"),
-            "dataset_version": DATASET_VERSION,
-            "suite": "ecliptica",
-            "item_id": item_id,
-        })
+        rows.append(
+            {
+                "prompt_id": pid,
+                "prompt": r["prompt"],
+                "instruction_type": itype,
+                "instruction": text,
+                "expected_characteristics": list(r["expected_characteristics"]),
+                "source": r["source"],
+                "case_id": f"ecliptica/{item_id}/{itype}",
+                "variant_index": variant,
+                "axis": r.get("axis") or (t.axis if t is not None else "unknown"),
+                "dataset_version": DATASET_VERSION,
+                "suite": "ecliptica",
+                "item_id": item_id,
+            }
+        )
     return rows
 
 
@@ -371,8 +403,9 @@ def build_from_hub(repo_id: str, out: Path, formats: str = "parquet,jsonl") -> d
             try:
                 records = datasets.load_dataset(str(local), split=SPLIT, cache_dir=cache).to_list()
             except Exception as exc:
-                raise EclipticaError(f"{local}: cannot load as a dataset folder ({type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())[:200]})") from None
+                raise EclipticaError(
+                    f"{local}: cannot load as a dataset folder ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+                ) from exc
     else:
         if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
             raise EclipticaError(f"--from-hub {repo_id!r}: expected a hub repo id 'owner/name' or a local folder")
@@ -383,7 +416,7 @@ def build_from_hub(repo_id: str, out: Path, formats: str = "parquet,jsonl") -> d
         try:
             records = datasets.load_dataset(repo_id, revision=sha, split=SPLIT).to_list()
         except Exception as exc:
-            raise EclipticaError(f"{repo_id}: loading failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+            raise EclipticaError(f"{repo_id}: loading failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
     rows = rows_from_published(records, where)
     return build_dataset(Path(out), formats=formats, source=source, rows_by_suite={"ecliptica": rows})
 
@@ -401,7 +434,7 @@ def split_card(text: str) -> tuple[dict, str]:
     meta = yaml.safe_load(m.group(1)) or {}
     if not isinstance(meta, dict):
         raise EclipticaError("README.md: YAML header is not a mapping")
-    return meta, text[m.end():]
+    return meta, text[m.end() :]
 
 
 def merge_card(hub_readme: str, ours: str, default_config: str = "ecliptica") -> str:
@@ -424,6 +457,7 @@ def merge_card(hub_readme: str, ours: str, default_config: str = "ecliptica") ->
 
 # ---------------------------------------------------------------------------------------------- push
 
+
 def _suite_dataset(directory: Path, suite: str):
     """One suite of a built dataset as an in-memory datasets.Dataset (no cache files)."""
     import datasets
@@ -431,7 +465,7 @@ def _suite_dataset(directory: Path, suite: str):
     import pyarrow.parquet as pq
     from datasets.table import InMemoryTable
 
-    from .build import read_cases, PARQUET_NAME
+    from .build import PARQUET_NAME, read_cases
 
     f = directory / suite / PARQUET_NAME
     table = pq.read_table(f) if f.exists() else pa.Table.from_pylist(read_cases(directory, suite))
@@ -470,13 +504,16 @@ def _dry_run(directory: Path, ours: str, datasets_by_suite: dict, out: Path, rep
                 path.parent.mkdir(parents=True, exist_ok=True)
                 shard.to_parquet(str(path), batch_size=batch)
                 size += path.stat().st_size
-            info = DatasetInfo(config_name=suite, features=ds.features, splits=SplitDict(), download_size=size,
-                               dataset_size=nbytes)
+            info = DatasetInfo(
+                config_name=suite, features=ds.features, splits=SplitDict(), download_size=size, dataset_size=nbytes
+            )
             info.splits.add(SplitInfo(name=SPLIT, num_bytes=nbytes, num_examples=len(ds)))
             info.size_in_bytes = size + nbytes
             infos[suite] = info
-            configs[suite] = {"data_files": [{"split": SPLIT, "path": f"{suite}/{SPLIT}-*"}],
-                              **({"default": True} if suite == "ecliptica" else {})}
+            configs[suite] = {
+                "data_files": [{"split": SPLIT, "path": f"{suite}/{SPLIT}-*"}],
+                **({"default": True} if suite == "ecliptica" else {}),
+            }
         DatasetInfosDict(infos).to_dataset_card_data(card_data)
         MetadataConfigs(configs).to_dataset_card_data(card_data)
         card = merge_card(f"---\n{card_data.to_yaml()}\n---\n", _with_repo_id(ours, repo_id))
@@ -523,15 +560,18 @@ def _check_target(api, repo_id: str, revision: str | None, suites: list[str]) ->
     files = [s.rfilename for s in (info.siblings or [])]
     foreign = [f for f in files if f not in OWN_ROOT_FILES and f.split("/")[0] not in SUITES]
     if foreign:
-        raise EclipticaError(f"push {repo_id}: the repo exists and holds files that are not ECLIPTICA suites "
-                             f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); refusing to push")
+        raise EclipticaError(
+            f"push {repo_id}: the repo exists and holds files that are not ECLIPTICA suites "
+            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); refusing to push"
+        )
     if "README.md" in files:
         readme = _read_hub_readme(api, repo_id, revision)
         names = [c.get("config_name") for c in (split_card(readme)[0].get("configs") or []) if isinstance(c, dict)]
         others = [n for n in names if n not in SUITES]
         if others:
-            raise EclipticaError(f"push {repo_id}: the repo exists with configs {others} that are not ECLIPTICA suites; "
-                                 "refusing to push")
+            raise EclipticaError(
+                f"push {repo_id}: the repo exists with configs {others} that are not ECLIPTICA suites; refusing to push"
+            )
 
 
 def _read_hub_readme(api, repo_id: str, revision: str | None) -> str:
@@ -540,8 +580,9 @@ def _read_hub_readme(api, repo_id: str, revision: str | None) -> str:
         return Path(path).read_text(encoding="utf-8")
 
 
-def push_dataset(directory: Path, repo_id: str, private: bool = False, revision: str | None = None,
-                 dry_run: Path | None = None) -> str:
+def push_dataset(
+    directory: Path, repo_id: str, private: bool = False, revision: str | None = None, dry_run: Path | None = None
+) -> str:
     """Publish a built dataset: one config per suite (split train), ecliptica the default config,
     then our card merged onto the README push_to_hub wrote. Returns a one-line summary."""
     from .build import validate_built
@@ -570,13 +611,27 @@ def push_dataset(directory: Path, repo_id: str, private: bool = False, revision:
     try:
         _check_target(api, repo_id, revision, suites)
         for s in suites:
-            by_suite[s].push_to_hub(repo_id, config_name=s, split=SPLIT, set_default=(s == "ecliptica") or None,
-                                    private=private, token=token, revision=revision,
-                                    commit_message=f"Upload {s} ({len(by_suite[s])} rows)")
+            by_suite[s].push_to_hub(
+                repo_id,
+                config_name=s,
+                split=SPLIT,
+                set_default=(s == "ecliptica") or None,
+                private=private,
+                token=token,
+                revision=revision,
+                commit_message=f"Upload {s} ({len(by_suite[s])} rows)",
+            )
         card = merge_card(_read_hub_readme(api, repo_id, revision), _with_repo_id(ours, repo_id))
-        api.create_commit(repo_id, repo_type="dataset", revision=revision, commit_message="Update dataset card",
-                          operations=[CommitOperationAdd("README.md", card.encode("utf-8")),
-                                      CommitOperationAdd("manifest.json", (directory / "manifest.json").read_bytes())])
+        api.create_commit(
+            repo_id,
+            repo_type="dataset",
+            revision=revision,
+            commit_message="Update dataset card",
+            operations=[
+                CommitOperationAdd("README.md", card.encode("utf-8")),
+                CommitOperationAdd("manifest.json", (directory / "manifest.json").read_bytes()),
+            ],
+        )
     except EclipticaError:
         raise
     except HfHubHTTPError as exc:

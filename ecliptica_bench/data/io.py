@@ -91,15 +91,18 @@ def write_jsonl(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(final: Path, marker: str) -> Iterator[Path]:
+def staged_dir(final: Path, marker: str, carry: tuple[str, ...] = ()) -> Iterator[Path]:
     """Build a directory beside `final` and move it into place only when the block succeeds.
 
     On any failure nothing is left behind. An existing `final` is replaced only if it is empty or
-    was written by us (holds `marker`); anything else is refused rather than overwritten.
+    was written by us (holds `marker`); anything else is refused rather than overwritten. Files of
+    `final` named in `carry` (its writer lock, lock.py) do not count as content and move into the new
+    directory, the same inodes, so a lock held on them stays held.
     """
     final = Path(final)
-    if final.exists() and any(final.iterdir()) and not (final / marker).exists():
+    if final.exists() and any(p.name not in carry for p in final.iterdir()) and not (final / marker).exists():
         from ..errors import EclipticaError
+
         raise EclipticaError(f"{final}: exists and was not written by ecliptica (no {marker}); refusing to overwrite")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-"))
@@ -109,6 +112,9 @@ def staged_dir(final: Path, marker: str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.chmod(tmp, _umask_mode() | 0o111)  # mkdtemp makes 0700
+    for name in carry:
+        if (final / name).exists():
+            os.replace(final / name, tmp / name)
     old = None
     if final.exists():
         old = final.parent / f".{final.name}.old-{os.getpid()}"

@@ -17,9 +17,11 @@ def validate_path(path: Path | None) -> str:
     # a run dir also has a manifest.json: recognise it by its store first
     if (path / "store.sqlite").exists() or (path / "generations.parquet").exists():
         from ..run import validate_run_dir
+
         return validate_run_dir(path)
     if (path / MANIFEST).exists():
         manifest = validate_built(path)
         return f"ok: built dataset {path} ({sum(s['rows'] for s in manifest['suites'].values())} rows)"
     from ..errors import EclipticaError
+
     raise EclipticaError(f"{path}: not a built dataset (no {MANIFEST}) or run directory")

@@ -8,6 +8,7 @@ reader sees what "switching" looks like. Model text is escaped by Jinja2's autoe
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -39,9 +40,11 @@ def board_table(df: pd.DataFrame) -> dict:
         for s in suites:
             d, half = r.get(f"{s}__delta"), r.get(f"{s}__delta_ci_half")
             text = _fmt(d) + (f" ± {_fmt(half)}" if _fmt(half) else "")
-            extra = [f"{label} {v:.0%}" for label, v in (("cut", r.get(f"{s}__truncation_rate")),
-                                                         ("valid", r.get(f"{s}__valid_rate")))
-                     if isinstance(v, float) and math.isfinite(v)]
+            extra = [
+                f"{label} {v:.0%}"
+                for label, v in (("cut", r.get(f"{s}__truncation_rate")), ("valid", r.get(f"{s}__valid_rate")))
+                if isinstance(v, float) and math.isfinite(v)
+            ]
             cells.append(text + (f" ({', '.join(extra)})" if extra else ""))
         rows.append(cells)
     return {"columns": cols, "rows": rows}
@@ -66,10 +69,16 @@ def comparison_rows(compares: dict) -> list[dict]:
     for label, res in compares.items():
         for suite, e in res.get("suites", {}).items():
             conds = e.get("conditions", {})
-            rows.append({"comparison": label, "suite": suite, "metric": e.get("metric", ""),
-                         "delta": _score_text(e.get("delta_difference")),
-                         "instructed": _score_text((conds.get("instructed") or {}).get("headline")),
-                         "uninstructed": _score_text((conds.get("uninstructed") or {}).get("headline"))})
+            rows.append(
+                {
+                    "comparison": label,
+                    "suite": suite,
+                    "metric": e.get("metric", ""),
+                    "delta": _score_text(e.get("delta_difference")),
+                    "instructed": _score_text((conds.get("instructed") or {}).get("headline")),
+                    "uninstructed": _score_text((conds.get("uninstructed") or {}).get("headline")),
+                }
+            )
     return rows
 
 
@@ -80,11 +89,36 @@ def training_rows(train_summaries: dict) -> list[dict]:
         acc = {w: (pe.get(w) or {}).get("overall", {}).get("accuracy_logp_per_token") for w in ("before", "after")}
         drift = s.get("kl_to_reference") or {}
         per_kind = ((s.get("heldout_accuracy") or {}).get("after") or {}).get("accuracy_logp_per_token") or {}
-        rows.append({"method": method, "steps": s.get("global_step"), "s_per_step": _fmt(s.get("seconds_per_step"), 2),
-                     "kl_final": _fmt(drift.get("final"), 4), "kl_mean": _fmt(drift.get("mean"), 4),
-                     "acc_before": _fmt(acc["before"]), "acc_after": _fmt(acc["after"]),
-                     "per_kind": ", ".join(f"{k} {_fmt(v, 2)}" for k, v in per_kind.items() if k != "overall"),
-                     "reused": "yes" if s.get("reused") else "no"})
+        rows.append(
+            {
+                "method": method,
+                "steps": s.get("global_step"),
+                "s_per_step": _fmt(s.get("seconds_per_step"), 2),
+                "kl_final": _fmt(drift.get("final"), 4),
+                "kl_mean": _fmt(drift.get("mean"), 4),
+                "acc_before": _fmt(acc["before"]),
+                "acc_after": _fmt(acc["after"]),
+                "per_kind": ", ".join(f"{k} {_fmt(v, 2)}" for k, v in per_kind.items() if k != "overall"),
+                "reused": "yes" if s.get("reused") else "no",
+            }
+        )
+    return rows
+
+
+def side_effect_rows(run_dirs: dict[str, Path]) -> list[dict]:
+    """Per method: the untargeted side effects whose 95% CI excludes 0 (metrics.json suites.*.side_effects)."""
+    from ..scoring.diagnostics import significant
+
+    rows = []
+    for m, d in run_dirs.items():
+        path = Path(d) / "metrics.json"
+        suites = json.loads(path.read_text(encoding="utf-8")).get("suites", {}) if path.is_file() else {}
+        for suite, sd in suites.items():
+            rows += [
+                {"method": m, "suite": suite, "type": r["type"], "attribute": r["attribute"], "change": _score_text(r)}
+                for r in significant(sd.get("side_effects"))
+                if r["targeted"] is False
+            ]
     return rows
 
 
@@ -103,17 +137,21 @@ def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS)
         for pid in prompts:
             p = first[first.prompt_id == pid]
             by_type = {t: p[p.instruction_type == t] for t in types}
-            item = {"prompt": p.prompt.iloc[0], "types": list(types),
-                    "instructions": [by_type[t].instruction.iloc[0] if len(by_type[t]) else "" for t in types],
-                    "methods": []}
+            item = {
+                "prompt": p.prompt.iloc[0],
+                "types": list(types),
+                "instructions": [by_type[t].instruction.iloc[0] if len(by_type[t]) else "" for t in types],
+                "methods": [],
+            }
             for m, f in frames.items():
                 q = f[f.prompt_id == pid].set_index("instruction_type")
                 cells = []
                 for t in types:
                     if t in q.index:
                         r = q.loc[t]
-                        cells.append({"text": r.response, "words": len(str(r.response).split()),
-                                      "cut": r.finish_reason == "length"})
+                        cells.append(
+                            {"text": r.response, "words": len(str(r.response).split()), "cut": r.finish_reason == "length"}
+                        )
                     else:
                         cells.append({"text": "(not run)", "words": 0, "cut": False})
                 item["methods"].append({"method": m, "cells": cells})
@@ -122,14 +160,22 @@ def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS)
     return out
 
 
-def write_board_report(path: Path, run_dirs: dict[str, Path], df: pd.DataFrame, compares: dict,
-                       train_summaries: dict) -> Path:
+def write_board_report(path: Path, run_dirs: dict[str, Path], df: pd.DataFrame, compares: dict, train_summaries: dict) -> Path:
     path = Path(path)
-    plots = [{"name": p.stem.replace("_", " "), "uri": _data_uri(p.read_bytes())}
-             for p in sorted(path.parent.glob("*.png"))]
-    html = _env().get_template("board.html.j2").render(
-        methods=list(run_dirs), board=board_table(df), comparisons=comparison_rows(compares),
-        training=training_rows(train_summaries), plots=plots, samples=contrast_samples(run_dirs),
-        runs=[(m, str(d)) for m, d in run_dirs.items()])
+    plots = [{"name": p.stem.replace("_", " "), "uri": _data_uri(p.read_bytes())} for p in sorted(path.parent.glob("*.png"))]
+    html = (
+        _env()
+        .get_template("board.html.j2")
+        .render(
+            methods=list(run_dirs),
+            board=board_table(df),
+            comparisons=comparison_rows(compares),
+            training=training_rows(train_summaries),
+            plots=plots,
+            side_effects=side_effect_rows(run_dirs),
+            samples=contrast_samples(run_dirs),
+            runs=[(m, str(d)) for m, d in run_dirs.items()],
+        )
+    )
     atomic_write_text(path, html)
     return path

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..data.io import atomic_write_text
 from ..errors import EclipticaError, Problem, ValidationError
+from ..scoring import power
 from ..suites import SUITES
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,17 @@ log = logging.getLogger(__name__)
 CONDITIONS = ("instructed", "uninstructed")
 
 # The per-suite signals taken onto the board (instructed condition), in column order.
-SIGNALS = ("valid_rate", "echo_rate", "identifiability", "identifiability_valid", "judge_adherence",
-           "judge_adherence_valid", "signed_switching", "truncation_rate", "judge_unscored_rate")
+SIGNALS = (
+    "valid_rate",
+    "echo_rate",
+    "identifiability",
+    "identifiability_valid",
+    "judge_adherence",
+    "judge_adherence_valid",
+    "signed_switching",
+    "truncation_rate",
+    "judge_unscored_rate",
+)
 
 GLOBAL_COLUMNS: list[tuple[str, str]] = [
     ("rank", "1-based position on the board (sorted by iae_paper, then iae_abs, both descending, then method)"),
@@ -39,15 +49,29 @@ GLOBAL_COLUMNS: list[tuple[str, str]] = [
     ("model", "model alias or path from the run (metrics.json `model`)"),
     ("model_fingerprint", "fingerprint of the model weights (metrics.json `model_fingerprint`)"),
     ("adapter", "adapter path, empty when the base model ran"),
-    ("iae_paper", "paper-compatible IAE (10-100), the published formula: 100 x mean over iae_suites of "
-                  "r = 0.1 + 0.9 x min-max-normalised `<suite>__delta_paper` across the methods on this board "
-                  "(r = 1 where all methods tie, e.g. a single method; ecliptica_bench.metrics.iae `relative`). "
-                  "Uses the paper's |M3|, so wrong-direction Conditional Safety switching still scores"),
-    ("iae_abs", "absolute IAE (-100 to 100): 100 x mean over iae_suites of the signed `<suite>__delta` on fixed "
-                "per-suite scales, clipped to [-1, 1] (ecliptica_bench.metrics.ABSOLUTE_SCALES; litmus: the "
-                "absolute AQI), comparable across boards; switching the wrong way is negative (`absolute`)"),
-    ("iae_suites", "';'-joined suites entering both IAEs: those where every method on the board has both Deltas "
-                   "(a suite some method lacks is left out for all, so all methods are compared on the same suites)"),
+    (
+        "seeds",
+        "number of sampling seeds averaged into this row (runs of one method that differ only in "
+        "manifest seeds.sampling; 1 for a single run or run pair)",
+    ),
+    (
+        "iae_paper",
+        "paper-compatible IAE (10-100), the published formula: 100 x mean over iae_suites of "
+        "r = 0.1 + 0.9 x min-max-normalised `<suite>__delta_paper` across the methods on this board "
+        "(r = 1 where all methods tie, e.g. a single method; ecliptica_bench.metrics.iae `relative`). "
+        "Uses the paper's |M3|, so wrong-direction Conditional Safety switching still scores",
+    ),
+    (
+        "iae_abs",
+        "absolute IAE (-100 to 100): 100 x mean over iae_suites of the signed `<suite>__delta` on fixed "
+        "per-suite scales, clipped to [-1, 1] (ecliptica_bench.metrics.ABSOLUTE_SCALES; litmus: the "
+        "absolute AQI), comparable across boards; switching the wrong way is negative (`absolute`)",
+    ),
+    (
+        "iae_suites",
+        "';'-joined suites entering both IAEs: those where every method on the board has both Deltas "
+        "(a suite some method lacks is left out for all, so all methods are compared on the same suites)",
+    ),
 ]
 
 SUITE_COLUMNS: list[tuple[str, str]] = [
@@ -55,30 +79,91 @@ SUITE_COLUMNS: list[tuple[str, str]] = [
     ("paper_ci_half", "half-width of the 95% clustered-bootstrap CI of `{suite}__paper` ((ci_high - ci_low) / 2)"),
     ("paper_valid", "the same paper-compatible metric on valid responses only (instructed)"),
     ("paper_uninstructed", "the paper-compatible metric under the uninstructed (no system message) control"),
-    ("headline", "headline metric ({headline}) under the instructed condition: signed / on a fixed scale "
-                 "(metrics.json conditions.instructed.headline)"),
-    ("delta", "headline gain Delta = headline(instructed) - headline(uninstructed) ({headline}; switching the "
-              "wrong way is negative), the board's Delta and what iae_abs uses; from metrics.json `delta`, or "
-              "the difference of the two runs' headline values for a run pair"),
-    ("delta_ci_half", "half-width of the CI of the Delta (empty for a run pair: no joint bootstrap exists)"),
-    ("delta_paper", "paper-compatible gain = `{suite}__paper` - `{suite}__paper_uninstructed` ({metric}), what "
-                    "iae_paper uses; from metrics.json `delta_paper`, or the difference of the two runs' values"),
-    ("valid_rate", "share of instructed responses that are valid (not empty, looping, off-topic, an echo of the "
-                   "instruction, or truncated where the run's budget is at or above the paper's; metrics.json "
-                   "scoring.truncation_policy says which applied)"),
+    (
+        "headline",
+        "headline metric ({headline}) under the instructed condition: signed / on a fixed scale "
+        "(metrics.json conditions.instructed.headline)",
+    ),
+    (
+        "delta",
+        "headline gain Delta = headline(instructed) - headline(uninstructed) ({headline}; switching the "
+        "wrong way is negative), the board's Delta and what iae_abs uses; from metrics.json `delta`, or "
+        "the difference of the two runs' headline values for a run pair",
+    ),
+    (
+        "delta_ci_half",
+        "half-width of the CI of the Delta (empty for a run pair: no joint bootstrap exists); "
+        "for several seeds: t_(0.975, df) x sqrt(W + B/K), W = mean squared per-seed SE, B = "
+        "variance of the K seed Deltas, df by Welch-Satterthwaite (scoring.power.seed_mean)",
+    ),
+    (
+        "mdd",
+        "minimum detectable Delta at this row's prompts: (z_0.975 + z_0.8) x SE = 2.8016 x SE, SE = "
+        "metrics.json `delta_se` (bootstrap SD of the Delta over prompt resamples; else CI width / 3.92); "
+        "for several seeds SE = sqrt(W + B/K) as in delta_ci_half; empty for a run pair",
+    ),
+    (
+        "p_next",
+        "Holm-corrected p-value (over all adjacent pairs and suites on this board) of a paired bootstrap "
+        "test that this row's Delta equals the next row's, on the cases both runs share (scoring.compare "
+        "`delta_difference_p`); empty for the last row, seed-averaged rows, run pairs, or runs without "
+        "scores.parquet / with different datasets or embedders",
+    ),
+    (
+        "tied_with_next",
+        "1 when `{suite}__p_next` >= 0.05 (this row and the next cannot be told apart on "
+        "{suite}; the markdown board marks the Delta with '='), 0 when they differ, empty untested",
+    ),
+    (
+        "delta_paper",
+        "paper-compatible gain = `{suite}__paper` - `{suite}__paper_uninstructed` ({metric}), what "
+        "iae_paper uses; from metrics.json `delta_paper`, or the difference of the two runs' values",
+    ),
+    (
+        "valid_rate",
+        "share of instructed responses that are valid (not empty, looping, off-topic, an echo of the "
+        "instruction, or truncated where the run's budget is at or above the paper's; metrics.json "
+        "scoring.truncation_policy says which applied)",
+    ),
     ("echo_rate", "share of instructed responses that restate the instruction instead of answering (invalid)"),
-    ("identifiability", "grouped cross-validated accuracy of recovering the instruction type from the "
-                        "instructed response embedding"),
+    (
+        "identifiability",
+        "grouped cross-validated accuracy of recovering the instruction type from the instructed response embedding",
+    ),
     ("identifiability_valid", "the same, refitted and evaluated on valid instructed responses only"),
-    ("judge_adherence", "share of instructed responses the LLM judge found to show the expected behaviour "
-                        "(empty without a judge)"),
+    (
+        "judge_adherence",
+        "share of instructed responses the LLM judge found to show the expected behaviour (empty without a judge)",
+    ),
     ("judge_adherence_valid", "the same, over valid instructed responses only (empty without a judge)"),
     ("signed_switching", "direction-aware switching score (wrong-direction switching counts negative)"),
-    ("truncation_rate", "share of instructed responses cut at max_new_tokens (finish_reason 'length'); they stay "
-                        "valid when the run's budget is below the suite's paper budget (a deliberately short "
-                        "budget), else they are invalid (metrics.json scoring.truncation_policy)"),
+    (
+        "truncation_rate",
+        "share of instructed responses cut at max_new_tokens (finish_reason 'length'); they stay "
+        "valid when the run's budget is below the suite's paper budget (a deliberately short "
+        "budget), else they are invalid (metrics.json scoring.truncation_policy)",
+    ),
     ("judge_unscored_rate", "share of instructed responses the judge left unscored (unparseable verdict)"),
     ("n", "number of instructed cases behind `{suite}__paper`"),
+]
+
+# From RUN_DIR/likelihood.json (`ecliptica likelihood`; definitions in ecliptica_bench/likelihood.py), empty without it.
+LIKELIHOOD_COLUMNS: list[tuple[str, str]] = [
+    (
+        "likelihood_switched",
+        "share of held-out switch pairs where each of the two instructions makes its own response "
+        "more likely than the other one (teacher-forced log-likelihood, no generation; "
+        "likelihood.json overall.switched)",
+    ),
+    ("likelihood_switched_ci_half", "half-width of the 95% CI of `likelihood_switched` (bootstrap clustered by pair)"),
+    ("likelihood_switched_per_token", "the same on per-token (length-normalised) log-likelihoods"),
+    (
+        "likelihood_margin_per_token",
+        "mean over pairs of the interaction margin [lp(rA|iA) - lp(rB|iA)] + "
+        "[lp(rB|iB) - lp(rA|iB)] on per-token log-likelihoods (nats per token)",
+    ),
+    ("likelihood_margin_per_token_ci_half", "half-width of the 95% CI of `likelihood_margin_per_token`"),
+    ("likelihood_pairs", "number of switch pairs behind the likelihood columns"),
 ]
 
 TRAILING_COLUMNS: list[tuple[str, str]] = [
@@ -121,9 +206,11 @@ def schema() -> list[tuple[str, str]]:
     """(column, description) for every leaderboard column, in CSV order."""
     cols = list(GLOBAL_COLUMNS)
     for s in SUITES:
-        cols += [(f"{s}__{c}", d.format(suite=s, metric=suite_metric_name(s), headline=suite_headline_name(s)))
-                 for c, d in SUITE_COLUMNS]
-    return cols + list(TRAILING_COLUMNS)
+        cols += [
+            (f"{s}__{c}", d.format(suite=s, metric=suite_metric_name(s), headline=suite_headline_name(s)))
+            for c, d in SUITE_COLUMNS
+        ]
+    return cols + LIKELIHOOD_COLUMNS + list(TRAILING_COLUMNS)
 
 
 def columns() -> list[str]:
@@ -172,6 +259,7 @@ class RunMetrics:
     run_dir: Path
     metrics: dict
     manifest: dict = field(default_factory=dict)
+    likelihood: dict | None = None  # likelihood.json, when `ecliptica likelihood` wrote one
 
     @property
     def run_id(self) -> str:
@@ -183,9 +271,13 @@ class RunMetrics:
 
     @property
     def fingerprint(self) -> str:
-        for src in (self.metrics.get("model_fingerprint"), _field(self.metrics.get("model"), "fingerprint"),
-                    self.manifest.get("model_fingerprint"), _field(self.manifest.get("model"), "fingerprint"),
-                    _field(self.manifest.get("config"), "model_fingerprint")):
+        for src in (
+            self.metrics.get("model_fingerprint"),
+            _field(self.metrics.get("model"), "fingerprint"),
+            self.manifest.get("model_fingerprint"),
+            _field(self.manifest.get("model"), "fingerprint"),
+            _field(self.manifest.get("config"), "model_fingerprint"),
+        ):
             if src:
                 return str(src)
         return ""
@@ -196,8 +288,12 @@ class RunMetrics:
 
     @property
     def dataset_sha(self) -> str:
-        return str(self.metrics.get("dataset_sha") or self.manifest.get("dataset_sha256")
-                   or _field(self.manifest.get("dataset"), "sha256") or "")
+        return str(
+            self.metrics.get("dataset_sha")
+            or self.manifest.get("dataset_sha256")
+            or _field(self.manifest.get("dataset"), "sha256")
+            or ""
+        )
 
     @property
     def judge_id(self) -> str:
@@ -205,7 +301,7 @@ class RunMetrics:
 
     @property
     def default_name(self) -> str:
-        alias = (self.manifest.get("model_alias") or _name_of(self.manifest.get("model")) or self.model or "model")
+        alias = self.manifest.get("model_alias") or _name_of(self.manifest.get("model")) or self.model or "model"
         alias = _basename(str(alias))
         return f"{alias}+{_basename(self.adapter)}" if self.adapter else alias
 
@@ -253,17 +349,23 @@ def _check_metrics(path: Path, m) -> None:
                 continue
             for c, cd in sd["conditions"].items():
                 if c not in CONDITIONS:
-                    problems.append(Problem(f, f"suites.{s}.conditions.{c}",
-                                            f"unknown condition (expected one of {', '.join(CONDITIONS)})"))
+                    problems.append(
+                        Problem(f, f"suites.{s}.conditions.{c}", f"unknown condition (expected one of {', '.join(CONDITIONS)})")
+                    )
                 elif not isinstance(cd, dict) or not _is_score(cd.get("paper")):
                     problems.append(Problem(f, f"suites.{s}.conditions.{c}.paper", "missing or not a Score"))
             for key in ("delta", "delta_paper"):
                 if sd.get(key) is not None and not _is_score(sd[key]):
                     problems.append(Problem(f, f"suites.{s}.{key}", "must be a Score or null"))
-            if "delta_paper" not in sd or any(isinstance(cd, dict) and "headline" not in cd
-                                              for cd in sd["conditions"].values()):
-                problems.append(Problem(f, f"suites.{s}", "no `delta_paper` / `headline`: scored before signed "
-                                                          f"Deltas; re-score with `ecliptica score {path.parent}`"))
+            if "delta_paper" not in sd or any(isinstance(cd, dict) and "headline" not in cd for cd in sd["conditions"].values()):
+                problems.append(
+                    Problem(
+                        f,
+                        f"suites.{s}",
+                        "no `delta_paper` / `headline`: scored before signed "
+                        f"Deltas; re-score with `ecliptica score {path.parent}`",
+                    )
+                )
     if problems:
         raise ValidationError(problems)
 
@@ -272,12 +374,10 @@ def load_run(run_dir: Path | str) -> RunMetrics:
     """Read RUN_DIR/metrics.json (required) and RUN_DIR/manifest.json (optional)."""
     run_dir = Path(run_dir)
     path = run_dir / "metrics.json"
-    if not path.is_file():
+    likelihood = _read_json(run_dir / "likelihood.json") if (run_dir / "likelihood.json").is_file() else None
+    if not path.is_file() and likelihood is None:
         raise EclipticaError(f"{run_dir}: no metrics.json (run `ecliptica score {run_dir}` first)")
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValidationError([Problem(str(path), None, f"not valid JSON: {exc.msg}", exc.lineno)]) from None
+    metrics = _read_json(path) if path.is_file() else {"suites": {}}  # a likelihood-only run
     _check_metrics(path, metrics)
     manifest = {}
     mpath = run_dir / "manifest.json"
@@ -286,7 +386,14 @@ def load_run(run_dir: Path | str) -> RunMetrics:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValidationError([Problem(str(mpath), None, f"not valid JSON: {exc.msg}", exc.lineno)]) from None
-    return RunMetrics(run_dir, metrics, manifest if isinstance(manifest, dict) else {})
+    return RunMetrics(run_dir, metrics, manifest if isinstance(manifest, dict) else {}, likelihood)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValidationError([Problem(str(path), None, f"not valid JSON: {exc.msg}", exc.lineno)]) from None
 
 
 # ------------------------------------------------------------------------------------------ methods
@@ -302,6 +409,9 @@ class Method:
     deltas: dict[str, dict | None] = field(default_factory=dict)
     # suite -> paper-compatible Delta Score (or None)
     deltas_paper: dict[str, dict | None] = field(default_factory=dict)
+    # suite -> SE of the signed Delta (scoring.power; None for a run pair)
+    delta_se: dict[str, float | None] = field(default_factory=dict)
+    seeds: int = 1  # sampling seeds averaged into this row
 
     def cond(self, suite: str, condition: str) -> dict | None:
         got = self.conditions.get(suite, {}).get(condition)
@@ -331,6 +441,9 @@ def ci_half(score) -> float | None:
 
 
 def _merge(name: str, runs: list[RunMetrics]) -> Method:
+    parts = _seed_parts(runs)
+    if parts:
+        return _seed_merge(name, runs, [_merge(name, p) for p in parts])
     m = Method(name, runs)
     for run in runs:
         for suite, sd in run.suites().items():
@@ -340,7 +453,9 @@ def _merge(name: str, runs: list[RunMetrics]) -> Method:
                     other = slot[cond][0]
                     raise EclipticaError(
                         f"method {name!r}: suite {suite!r} condition {cond!r} is in both {other.run_dir} and "
-                        f"{run.run_dir}; give them different --name values to list them as separate rows")
+                        f"{run.run_dir}; give them different --name values to list them as separate rows "
+                        "(runs that differ only in their manifest's seeds.sampling average into one row)"
+                    )
                 slot[cond] = (run, block)
     for suite, slot in m.conditions.items():
         ins, unins = slot.get("instructed"), slot.get("uninstructed")
@@ -348,12 +463,14 @@ def _merge(name: str, runs: list[RunMetrics]) -> Method:
             # Both conditions from one run: its own Deltas (with their bootstrap CIs) are authoritative.
             m.deltas[suite] = ins[0].suites()[suite].get("delta")
             m.deltas_paper[suite] = ins[0].suites()[suite].get("delta_paper")
+            m.delta_se[suite] = power.delta_se(ins[0].suites()[suite])
         elif ins and unins:
             a, b = ins[0], unins[0]
             if a.dataset_sha and b.dataset_sha and a.dataset_sha != b.dataset_sha:
                 raise EclipticaError(
                     f"method {name!r}: suite {suite!r} pairs {a.run_dir} (dataset {a.dataset_sha[:12]}) with "
-                    f"{b.run_dir} (dataset {b.dataset_sha[:12]}); a Delta needs the same dataset")
+                    f"{b.run_dir} (dataset {b.dataset_sha[:12]}); a Delta needs the same dataset"
+                )
             m.deltas[suite] = _pair_delta(ins[1], unins[1], "headline")
             m.deltas_paper[suite] = _pair_delta(ins[1], unins[1], "paper")
         else:
@@ -361,12 +478,102 @@ def _merge(name: str, runs: list[RunMetrics]) -> Method:
     return m
 
 
+def run_seed(run: RunMetrics):
+    """The run's sampling seed: manifest seeds.sampling, else manifest config.seed (None when unknown)."""
+    seeds, config = run.manifest.get("seeds"), run.manifest.get("config")
+    if isinstance(seeds, dict) and seeds.get("sampling") is not None:
+        return seeds["sampling"]
+    return config.get("seed") if isinstance(config, dict) else None
+
+
+def _seed_parts(runs: list[RunMetrics]) -> list[list[RunMetrics]]:
+    """The runs split by sampling seed when they are seed replicates: some suite and condition is in two
+    runs, every run records its seed and there are two seeds or more; else [] (no seed axis)."""
+    seen: set = set()
+    overlap = False
+    for run in runs:
+        for suite, sd in run.suites().items():
+            for cond in sd["conditions"]:
+                overlap |= (suite, cond) in seen
+                seen.add((suite, cond))
+    seeds = [run_seed(r) for r in runs]
+    if not overlap or None in seeds or len(set(map(str, seeds))) < 2:
+        return []
+    parts: dict[str, list[RunMetrics]] = {}
+    for run, seed in zip(runs, seeds):
+        parts.setdefault(str(seed), []).append(run)
+    return list(parts.values())
+
+
+def _mean_tree(items: list):
+    """Seed average of metrics.json blocks: every Score becomes the mean of its values over the seeds (no
+    CI; unscored when some seed left it unscored); anything else is taken from the first seed."""
+    first = items[0]
+    if _is_score(first):
+        vals = [score_value(x) if _is_score(x) else None for x in items]
+        if all(v is None for v in vals):
+            return first
+        if any(v is None for v in vals):
+            return {**first, "value": None, "ci_low": None, "ci_high": None, "unscored_reason": "unscored in a seed run"}
+        return {
+            **first,
+            "value": sum(vals) / len(vals),
+            "ci_low": None,
+            "ci_high": None,
+            "unscored_reason": None,
+            "ci_note": f"mean over {len(vals)} seeds",
+        }
+    if isinstance(first, dict):
+        return {k: _mean_tree([x[k] for x in items if isinstance(x, dict) and k in x]) for k in first}
+    return first
+
+
+def _seed_merge(name: str, runs: list[RunMetrics], parts: list[Method]) -> Method:
+    """One row from K seed replicates (each already merged): per-suite blocks averaged over the seeds, the
+    Delta the mean of the seed Deltas with a CI that includes seed variance (scoring.power.seed_mean), the
+    paper Delta the mean of the seed ones."""
+    m = Method(name, runs, seeds=len(parts))
+    for suite in dict.fromkeys(s for p in parts for s in p.conditions):
+        for cond in CONDITIONS:
+            got = [p.conditions[suite][cond] for p in parts if cond in p.conditions.get(suite, {})]
+            if got:
+                m.conditions.setdefault(suite, {})[cond] = (got[0][0], _mean_tree([b for _, b in got]))
+        vals = [p.delta_value(suite) for p in parts]
+        pvals = [p.delta_paper_value(suite) for p in parts]
+        if any(v is None for v in vals + pvals):
+            m.deltas[suite] = m.deltas_paper[suite] = None
+            continue
+        agg = power.seed_mean(vals, [p.delta_se.get(suite) for p in parts])
+        n = int((parts[0].deltas.get(suite) or {}).get("n") or 0)
+        m.deltas[suite] = {
+            "value": agg["value"],
+            "ci_low": agg["ci_low"],
+            "ci_high": agg["ci_high"],
+            "n": n,
+            "unscored_reason": None,
+            "ci_note": f"mean over {len(parts)} seeds",
+        }
+        m.delta_se[suite] = agg["se"]
+        m.deltas_paper[suite] = {
+            "value": sum(pvals) / len(pvals),
+            "ci_low": None,
+            "ci_high": None,
+            "n": n,
+            "unscored_reason": None,
+        }
+    return m
+
+
 def _pair_delta(ins: dict, unins: dict, key: str) -> dict:
     """Delta of a run pair (instructed run, uninstructed run): the difference of the two values, no CI."""
     va, vb = score_value(ins.get(key)), score_value(unins.get(key))
-    return {"value": None if va is None or vb is None else va - vb, "ci_low": None, "ci_high": None,
-            "n": int((ins.get(key) or {}).get("n") or 0),
-            "unscored_reason": None if va is not None and vb is not None else "a condition is unscored"}
+    return {
+        "value": None if va is None or vb is None else va - vb,
+        "ci_low": None,
+        "ci_high": None,
+        "n": int((ins.get(key) or {}).get("n") or 0),
+        "unscored_reason": None if va is not None and vb is not None else "a condition is unscored",
+    }
 
 
 def group_methods(runs: list[RunMetrics], names: dict[Path, str] | None = None) -> list[Method]:
@@ -404,12 +611,15 @@ def board_iae(methods: list[Method]) -> tuple[list[str], dict[str, dict]]:
     from ..metrics import iae
 
     known = list(SUITES) + sorted({s for m in methods for s in m.deltas} - set(SUITES))
-    suites = [s for s in known if methods and all(m.delta_value(s) is not None and m.delta_paper_value(s) is not None
-                                                  for m in methods)]
+    suites = [
+        s for s in known if methods and all(m.delta_value(s) is not None and m.delta_paper_value(s) is not None for m in methods)
+    ]
     if not suites:
         return [], {}
-    return suites, iae({m.name: {s: m.delta_paper_value(s) for s in suites} for m in methods},
-                       absolute_gains={m.name: {s: m.delta_value(s) for s in suites} for m in methods})
+    return suites, iae(
+        {m.name: {s: m.delta_paper_value(s) for s in suites} for m in methods},
+        absolute_gains={m.name: {s: m.delta_value(s) for s in suites} for m in methods},
+    )
 
 
 REL_TITLE = "relative to the methods on this board (paper-compatible IAE)"
@@ -444,31 +654,61 @@ def method_row(m: Method) -> dict:
         "model": _joined(r.model for r in m.runs),
         "model_fingerprint": _joined(r.fingerprint for r in m.runs),
         "adapter": _joined(r.adapter for r in m.runs),
+        "seeds": m.seeds,
     }
     for s in SUITES:
         ins, unins = m.cond(s, "instructed"), m.cond(s, "uninstructed")
         paper = ins["paper"] if ins else None
         signals = (ins or {}).get("signals") or {}
         delta = m.deltas.get(s)
-        row.update({
-            f"{s}__paper": score_value(paper),
-            f"{s}__paper_ci_half": ci_half(paper),
-            f"{s}__paper_valid": score_value((ins or {}).get("paper_valid")),
-            f"{s}__paper_uninstructed": score_value(unins["paper"]) if unins else None,
-            f"{s}__headline": score_value((ins or {}).get("headline")),
-            f"{s}__delta": score_value(delta),
-            f"{s}__delta_ci_half": ci_half(delta),
-            f"{s}__delta_paper": score_value(m.deltas_paper.get(s)),
-            **{f"{s}__{sig}": score_value(signals.get(sig)) for sig in SIGNALS},
-            f"{s}__n": int(paper.get("n") or 0) if paper else None,
-        })
-    row.update({
-        "judge": _joined(r.judge_id for r in m.runs),
-        "embedder": _joined(str(r.metrics.get("embedder") or "") for r in m.runs),
-        "dataset_sha": _joined(r.dataset_sha for r in m.runs),
-        "run_ids": _joined(r.run_id for r in m.runs),
-    })
+        row.update(
+            {
+                f"{s}__paper": score_value(paper),
+                f"{s}__paper_ci_half": ci_half(paper),
+                f"{s}__paper_valid": score_value((ins or {}).get("paper_valid")),
+                f"{s}__paper_uninstructed": score_value(unins["paper"]) if unins else None,
+                f"{s}__headline": score_value((ins or {}).get("headline")),
+                f"{s}__delta": score_value(delta),
+                f"{s}__delta_ci_half": ci_half(delta),
+                f"{s}__mdd": power.mdd(m.delta_se.get(s)),
+                f"{s}__delta_paper": score_value(m.deltas_paper.get(s)),
+                **{f"{s}__{sig}": score_value(signals.get(sig)) for sig in SIGNALS},
+                f"{s}__n": int(paper.get("n") or 0) if paper else None,
+            }
+        )
+    row.update(
+        {
+            "judge": _joined(r.judge_id for r in m.runs),
+            "embedder": _joined(str(r.metrics.get("embedder") or "") for r in m.runs),
+            "dataset_sha": _joined(r.dataset_sha for r in m.runs),
+            "run_ids": _joined(r.run_id for r in m.runs),
+        }
+    )
+    row.update(likelihood_row(m))
     return row
+
+
+def likelihood_row(m: Method) -> dict:
+    """The likelihood_* columns from the method's likelihood.json (one per method: several must agree)."""
+    found = [r for r in m.runs if r.likelihood]
+    if not found:
+        return {}
+    first = found[0].likelihood
+    for r in found[1:]:
+        if r.likelihood.get("overall") != first.get("overall"):
+            raise EclipticaError(
+                f"method {m.name!r}: {found[0].run_dir}/likelihood.json and {r.run_dir}/likelihood.json "
+                "differ; keep one or give the runs different --name values"
+            )
+    o = first.get("overall") or {}
+    return {
+        "likelihood_switched": score_value(o.get("switched")),
+        "likelihood_switched_ci_half": ci_half(o.get("switched")),
+        "likelihood_switched_per_token": score_value(o.get("switched_per_token")),
+        "likelihood_margin_per_token": score_value(o.get("margin_per_token")),
+        "likelihood_margin_per_token_ci_half": ci_half(o.get("margin_per_token")),
+        "likelihood_pairs": o.get("pairs"),
+    }
 
 
 def build_leaderboard(run_dirs, names: dict | None = None) -> pd.DataFrame:
@@ -496,7 +736,8 @@ def load_methods(run_dirs, names: dict | None = None) -> list[Method]:
     return group_methods([load_run(d) for d in run_dirs], name_map)
 
 
-def leaderboard_frame(methods: list[Method]) -> pd.DataFrame:
+def leaderboard_frame(methods: list[Method], paired_tests: bool = True) -> pd.DataFrame:
+    """The board of `methods`; `paired_tests` adds the adjacent-row tie tests (they read scores.parquet)."""
     used, iae = board_iae(methods)
     shas = {r.dataset_sha for m in methods for r in m.runs if r.dataset_sha}
     if len(shas) > 1:
@@ -513,21 +754,78 @@ def leaderboard_frame(methods: list[Method]) -> pd.DataFrame:
     for c in columns():
         if c not in df.columns:
             df[c] = None
-    df = df.sort_values(["iae_paper", "iae_abs", "method"], ascending=[False, False, True],
-                        na_position="last", kind="mergesort").reset_index(drop=True)
+    df = df.sort_values(
+        ["iae_paper", "iae_abs", "method"], ascending=[False, False, True], na_position="last", kind="mergesort"
+    ).reset_index(drop=True)
     df["rank"] = range(1, len(df) + 1)
     df = df[columns()]
     # Numeric columns stay float even when all empty, so the CSV round-trips to the same dtypes.
-    text = {"method", "model", "model_fingerprint", "adapter", "iae_suites", "judge", "embedder", "dataset_sha",
-            "run_ids"}
+    text = {"method", "model", "model_fingerprint", "adapter", "iae_suites", "judge", "embedder", "dataset_sha", "run_ids"}
     for c in df.columns:
         if c in text:
             df[c] = df[c].fillna("").astype(str)
-        elif c == "rank" or c.endswith("__n"):
+        elif c == "rank" or c.endswith("__n") or c == "likelihood_pairs" or c == "seeds":
             df[c] = df[c].astype("Int64")
         else:
             df[c] = df[c].astype("float64")
+    if paired_tests:
+        mark_ties(df, {m.name: m for m in methods})
     return df
+
+
+TIE_ALPHA = 0.05
+
+
+def _test_run(m: Method, suite: str) -> RunMetrics | None:
+    """The one run holding both conditions of `suite` for this row (None: seed-averaged row, run pair, no Delta)."""
+    ins, unins = m.conditions.get(suite, {}).get("instructed"), m.conditions.get(suite, {}).get("uninstructed")
+    if m.seeds != 1 or not ins or not unins or ins[0] is not unins[0] or m.delta_value(suite) is None:
+        return None
+    return ins[0]
+
+
+def _paired(a: RunMetrics, b: RunMetrics) -> dict | None:
+    """scoring.compare of two runs (None when they cannot be paired: no scores.parquet, different datasets
+    or embedders, no shared cases)."""
+    from ..scoring.compare import compare_runs
+
+    why = None
+    if not all((r.run_dir / "scores.parquet").is_file() for r in (a, b)):
+        why = "no scores.parquet"
+    elif a.dataset_sha and b.dataset_sha and a.dataset_sha != b.dataset_sha:
+        why = "different datasets"
+    elif a.metrics.get("embedder") != b.metrics.get("embedder"):
+        why = "different embedders"
+    if why is None:
+        try:
+            return compare_runs(a.run_dir, b.run_dir)
+        except EclipticaError as exc:
+            why = str(exc)
+    log.warning("no paired test of %s vs %s: %s", a.run_dir, b.run_dir, why)
+    return None
+
+
+def mark_ties(df: pd.DataFrame, by_name: dict[str, Method]) -> None:
+    """Fill `<suite>__p_next` / `<suite>__tied_with_next` in board order, in place: for each adjacent pair of
+    rows and each suite, the paired bootstrap p-value of equal Deltas on shared cases (scoring.compare
+    `delta_difference_p`), Holm-corrected over every pair and suite tested (scoring.power.holm)."""
+    raw: dict[tuple[int, str], float] = {}
+    cache: dict[tuple, dict | None] = {}
+    for i in range(len(df) - 1):
+        a, b = by_name[df.at[i, "method"]], by_name[df.at[i + 1, "method"]]
+        for s in SUITES:
+            ra, rb = _test_run(a, s), _test_run(b, s)
+            if ra is None or rb is None:
+                continue
+            key = (ra.run_dir, rb.run_dir)
+            if key not in cache:
+                cache[key] = _paired(ra, rb)
+            p = ((cache[key] or {}).get("suites", {}).get(s) or {}).get("delta_difference_p")
+            if p is not None:
+                raw[(i, s)] = p
+    for (i, s), p in zip(raw, power.holm(list(raw.values()))):
+        df.at[i, f"{s}__p_next"] = p
+        df.at[i, f"{s}__tied_with_next"] = float(p >= TIE_ALPHA)
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -566,18 +864,28 @@ def to_markdown(df: pd.DataFrame) -> str:
     head = ["rank", "method", "IAE (paper-compatible)", "IAE (abs, signed)"]
     for s in suites:
         head += [f"{s} Δ"] + ([f"{s} Δ paper"] if _differs(df, s) else []) + [f"{s} score"]
-    head += ["judge", "runs"]
+    lik = bool(df["likelihood_switched"].notna().any())  # `ecliptica likelihood` ran for some method
+    head += (["likelihood switched"] if lik else []) + ["judge", "runs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for _, r in df.iterrows():
-        cells = [str(r["rank"]), _md_escape(r["method"]), _fmt(r["iae_paper"], 1), _fmt(r["iae_abs"], 1)]
+        seeds = f" ({r['seeds']} seeds)" if not pd.isna(r["seeds"]) and r["seeds"] > 1 else ""
+        cells = [str(r["rank"]), _md_escape(r["method"]) + seeds, _fmt(r["iae_paper"], 1), _fmt(r["iae_abs"], 1)]
         for s in suites:
-            cols = [("delta", "delta_ci_half")] + ([("delta_paper", None)] if _differs(df, s) else []) \
-                + [("paper", "paper_ci_half")]
+            cols = (
+                [("delta", "delta_ci_half")] + ([("delta_paper", None)] if _differs(df, s) else []) + [("paper", "paper_ci_half")]
+            )
             for col, half in cols:
                 v = r[f"{s}__{col}"]
                 h = r[f"{s}__{half}"] if half else float("nan")
-                cells.append(_fmt(v) + ("" if pd.isna(h) or pd.isna(v) else f" ± {_fmt(h)}")
-                             + (_trunc(r[f"{s}__truncation_rate"]) if col == "paper" else ""))
+                cells.append(
+                    _fmt(v)
+                    + ("" if pd.isna(h) or pd.isna(v) else f" ± {_fmt(h)}")
+                    + (_trunc(r[f"{s}__truncation_rate"]) if col == "paper" else "")
+                    + (" =" if col == "delta" and r[f"{s}__tied_with_next"] == 1 else "")
+                )
+        if lik:
+            v, h = r["likelihood_switched"], r["likelihood_switched_ci_half"]
+            cells.append(_fmt(v) + ("" if pd.isna(h) or pd.isna(v) else f" ± {_fmt(h)}"))
         cells += [_md_escape(r["judge"] or "none"), _md_escape(r["run_ids"])]
         lines.append("| " + " | ".join(cells) + " |")
     used = df["iae_suites"].iloc[0] if len(df) else ""
@@ -591,12 +899,20 @@ def to_markdown(df: pd.DataFrame) -> str:
         "gain where it differs; score = the paper-compatible instructed score; ± is the 95% CI half-width; "
         "✂N% = share of instructed answers cut at the token budget (they count as valid only when the run's "
         "budget is below the paper's). Column meanings: results/SCHEMA.md.",
+        "Δ … = : this row's Δ cannot be told apart from the next row's (paired bootstrap on the cases both runs "
+        "share, Holm-corrected over all adjacent pairs and suites, p ≥ 0.05); (K seeds): the row averages K "
+        "sampling seeds and its ± includes seed variance.",
     ]
     return "# ECLIPTICA leaderboard\n\n" + "\n".join(lines + notes) + "\n"
 
 
-def write_leaderboard(df: pd.DataFrame, csv: Path | None = None, markdown: Path | None = None,
-                      plots: Path | None = None, methods: list[Method] | None = None) -> list[Path]:
+def write_leaderboard(
+    df: pd.DataFrame,
+    csv: Path | None = None,
+    markdown: Path | None = None,
+    plots: Path | None = None,
+    methods: list[Method] | None = None,
+) -> list[Path]:
     """Write the CSV, the markdown table and the board plots; returns the paths written.
 
     The per-instruction-type chart needs the methods (from `load_methods`); without them it is skipped.
@@ -610,5 +926,6 @@ def write_leaderboard(df: pd.DataFrame, csv: Path | None = None, markdown: Path 
         written.append(Path(markdown))
     if plots is not None:
         from .plots import board_plots
+
         written += board_plots(df, Path(plots), methods=methods)
     return written

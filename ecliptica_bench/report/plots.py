@@ -85,10 +85,10 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
     and a dashed circle at 0."""
     panels = {t: g for t, g in gains.items() if g is not None and g.shape[1] > 0 and g.notna().any().any()}
     if not panels:
-        return _empty_figure("Normalised instruction gains",
-                             "No suite has a gain Δ for every method on the board (both conditions must be run).")
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 6.4), subplot_kw={"polar": True},
-                             squeeze=False)
+        return _empty_figure(
+            "Normalised instruction gains", "No suite has a gain Δ for every method on the board (both conditions must be run)."
+        )
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 6.4), subplot_kw={"polar": True}, squeeze=False)
     cmap = plt.get_cmap("tab10")
     handles = None
     for ax, (title, g) in zip(axes[0], panels.items()):
@@ -104,8 +104,14 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
         for ang, s in zip(angles, suites):
             # Labels outside the circle, anchored away from it so they never cross the plot.
             c, sn = math.cos(ang), math.sin(ang)
-            ax.text(ang, 1.13, _suite_label(s), fontsize=9, va="center" if abs(sn) < 0.3 else ("bottom" if sn > 0 else "top"),
-                    ha="center" if abs(c) < 0.3 else ("left" if c > 0 else "right"))
+            ax.text(
+                ang,
+                1.13,
+                _suite_label(s),
+                fontsize=9,
+                va="center" if abs(sn) < 0.3 else ("bottom" if sn > 0 else "top"),
+                ha="center" if abs(c) < 0.3 else ("left" if c > 0 else "right"),
+            )
         negative = bool((g.to_numpy(dtype=float) < 0).any())
         if negative:
             ax.set_ylim(-1.0, 1.0)
@@ -117,13 +123,13 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
             ax.set_ylim(0, 1.0)
             ax.set_yticks([0.25, 0.5, 0.75, 1.0])
             ax.set_yticklabels(["0.25", "0.5", "0.75", "1"], fontsize=7, color="#666")
-        ax.set_rlabel_position(180.0 / max(len(suites), 1))   # between the first two spokes
+        ax.set_rlabel_position(180.0 / max(len(suites), 1))  # between the first two spokes
         ax.set_title(title, fontsize=11, pad=44)
         handles = ax.get_legend_handles_labels()
-    fig.suptitle("Normalised instruction gain Δ per suite (one polygon per method)", fontsize=13,
-                 fontweight="bold")
-    fig.legend(*handles, loc="lower center", ncol=min(4, len(handles[1])), frameon=False,
-               bbox_to_anchor=(0.5, -0.02), title="method")
+    fig.suptitle("Normalised instruction gain Δ per suite (one polygon per method)", fontsize=13, fontweight="bold")
+    fig.legend(
+        *handles, loc="lower center", ncol=min(4, len(handles[1])), frameon=False, bbox_to_anchor=(0.5, -0.02), title="method"
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return fig
 
@@ -145,13 +151,14 @@ def _column_colours(values: np.ndarray) -> np.ndarray:
 def heatmap_figure(df: pd.DataFrame):
     """Methods x suites, two panels: the instructed headline score and the gain Δ, each cell annotated
     'value ± CI half-width'. Colour is relative within a column, since the suites' scales differ."""
-    suites = [s for s in SUITES if f"{s}__paper" in df and (df[f"{s}__paper"].notna().any()
-                                                             or df[f"{s}__delta"].notna().any())]
+    suites = [s for s in SUITES if f"{s}__paper" in df and (df[f"{s}__paper"].notna().any() or df[f"{s}__delta"].notna().any())]
     if df.empty or not suites:
         return _empty_figure("Scores", "No scored suite on the board.")
     methods = df["method"].astype(str).tolist()
-    panels = [("paper", "paper_ci_half", "Instructed score (paper-compatible metric)"),
-              ("delta", "delta_ci_half", "Gain Δ = instructed − uninstructed headline (signed; litmus: absolute AQI)")]
+    panels = [
+        ("paper", "paper_ci_half", "Instructed score (paper-compatible metric)"),
+        ("delta", "delta_ci_half", "Gain Δ = instructed − uninstructed headline (signed; litmus: absolute AQI)"),
+    ]
     width = max(6.5, 1.6 * len(suites) + 3.0)
     height = max(3.2, 0.6 * len(methods) + 2.2)
     fig, axes = plt.subplots(2, 1, figsize=(width, 2 * height), squeeze=False)
@@ -160,8 +167,7 @@ def heatmap_figure(df: pd.DataFrame):
     im = None
     for ax, (col, half, title) in zip(axes[0], panels):
         vals = np.array([[df[f"{s}__{col}"].iloc[i] for s in suites] for i in range(len(methods))], dtype=float)
-        halves = np.array([[df[f"{s}__{half}"].iloc[i] for s in suites] for i in range(len(methods))],
-                          dtype=float)
+        halves = np.array([[df[f"{s}__{half}"].iloc[i] for s in suites] for i in range(len(methods))], dtype=float)
         colours = _column_colours(vals)
         im = ax.imshow(np.ma.masked_invalid(colours), cmap=cmap, vmin=0, vmax=1, aspect="auto")
         for i in range(len(methods)):
@@ -172,11 +178,11 @@ def heatmap_figure(df: pd.DataFrame):
                     continue
                 label = f"{v:.3g}" + (f"\n±{h:.2g}" if np.isfinite(h) else "\n(no CI)")
                 c = colours[i, j]
-                ax.text(j, i, label, ha="center", va="center", fontsize=9,
-                        color="white" if np.isfinite(c) and c < 0.6 else "black")
+                ax.text(
+                    j, i, label, ha="center", va="center", fontsize=9, color="white" if np.isfinite(c) and c < 0.6 else "black"
+                )
         ax.set_xticks(range(len(suites)))
-        ax.set_xticklabels([_suite_label(s) for s in suites], rotation=30, ha="right", rotation_mode="anchor",
-                           fontsize=9)
+        ax.set_xticklabels([_suite_label(s) for s in suites], rotation=30, ha="right", rotation_mode="anchor", fontsize=9)
         ax.set_yticks(range(len(methods)))
         ax.set_yticklabels(methods, fontsize=9)
         ax.set_xlabel("suite (headline metric)")
@@ -210,8 +216,9 @@ def _pick_metric(suite: str, per_types: list[dict]) -> str | None:
     return sorted(names)[0] if names else None
 
 
-def per_type_figure(suite: str, series: list[tuple[str, dict]], metric: str | None = None,
-                    types: list[str] | None = None, note: str = ""):
+def per_type_figure(
+    suite: str, series: list[tuple[str, dict]], metric: str | None = None, types: list[str] | None = None, note: str = ""
+):
     """Grouped bars: x = instruction type, one bar per series (a method, or a condition), error bars = CI.
 
     `series` is [(label, per_instruction_type dict {type: {metric: Score}})]."""
@@ -241,8 +248,16 @@ def per_type_figure(suite: str, series: list[tuple[str, dict]], metric: str | No
                 lows.append(lo if lo is not None else v)
         x = np.arange(len(types)) + (k - (n - 1) / 2) * width
         colour = CONDITION_COLOURS.get(label, cmap(k % 10))
-        ax.bar(x, vals, width * 0.92, yerr=[err_lo, err_hi], capsize=3, color=colour, label=label,
-               error_kw={"elinewidth": 1, "ecolor": "#333"})
+        ax.bar(
+            x,
+            vals,
+            width * 0.92,
+            yerr=[err_lo, err_hi],
+            capsize=3,
+            color=colour,
+            label=label,
+            error_kw={"elinewidth": 1, "ecolor": "#333"},
+        )
     ax.set_xticks(np.arange(len(types)))
     ax.set_xticklabels([t.replace("_", " ") for t in types], rotation=35, ha="right", rotation_mode="anchor")
     ylabel = metric.replace("_", " ")
@@ -288,9 +303,17 @@ def conditions_figure(metrics: dict):
             yerr = [[v - lo], [hi - v]] if lo is not None and hi is not None else None
             ax.bar(i, v, 0.6, yerr=yerr, capsize=4, color=colours[c])
             # The value, written at the bar's base, so a zero-height bar still reads.
-            ax.annotate(f"{v:.3g}", (i, 0), xytext=(0, 3 if v >= 0 else -3), textcoords="offset points",
-                        ha="center", va="bottom" if v >= 0 else "top", fontsize=8, color="#222",
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+            ax.annotate(
+                f"{v:.3g}",
+                (i, 0),
+                xytext=(0, 3 if v >= 0 else -3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom" if v >= 0 else "top",
+                fontsize=8,
+                color="#222",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
         ax.set_xticks(range(len(conds)))
         ax.set_xticklabels(conds, fontsize=8)
         ax.axhline(0, color="#444", linewidth=0.6)
@@ -304,10 +327,56 @@ def conditions_figure(metrics: dict):
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    for ax in list(axes.flat)[len(suites):]:
+    for ax in list(axes.flat)[len(suites) :]:
         ax.axis("off")
     fig.suptitle("Headline score by condition (error bars: 95% CI)", fontsize=12, fontweight="bold")
     fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ switch matrix
+def switch_matrix_figure(panels: list[tuple[str, dict]], title: str):
+    """One heatmap per panel ([(panel title, switch_matrix dict)], scoring/diagnostics.py): rows = the
+    instruction given, columns = the one recovered from the response, cell = P(recovered | given) (rows
+    sum to 1; grey 'n/a' rows had no prediction; a panel without any says so). Collapsed pairs are listed
+    under each panel."""
+    scored = [sm for _, sm in panels if sm and any(r is not None for r in sm.get("matrix") or [])]
+    if not scored:
+        return _empty_figure(
+            title, "No switch matrix was scored (identifiability needs at least 2 instruction types and 4 prompts)."
+        )
+    k = max(len(sm["types"]) for sm in scored)
+    side = max(3.2, 0.55 * k + 1.8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels) + 1.0, side + 1.0), squeeze=False)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")
+    im = None
+    for ax, (name, sm) in zip(axes[0], panels):
+        if not (sm and any(r is not None for r in sm.get("matrix") or [])):
+            ax.axis("off")
+            ax.set_title(name, fontsize=10, loc="left")
+            ax.text(0.5, 0.5, "not scored", ha="center", va="center", fontsize=10, color="#777")
+            continue
+        types = sm["types"]
+        vals = np.array([[np.nan] * len(types) if row is None else row for row in sm["matrix"]], dtype=float)
+        im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=0, vmax=1, aspect="equal")
+        for i in range(len(types)):
+            for j in range(len(types)):
+                v = vals[i, j]
+                text, colour = ("n/a", "#777") if not np.isfinite(v) else (f"{v:.2f}", "white" if v < 0.6 else "black")
+                ax.text(j, i, text, ha="center", va="center", fontsize=8 if k > 6 else 9, color=colour)
+        labels = [t.replace("_", " ") for t in types]
+        ax.set_xticks(range(len(types)))
+        ax.set_xticklabels(labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+        ax.set_yticks(range(len(types)))
+        ax.set_yticklabels(labels, fontsize=9)
+        ax.set_xlabel("instruction recovered from the response")
+        ax.set_ylabel("instruction given")
+        collapsed = ", ".join(f"{a}~{b} ({c['cross']:.2f})" for c in sm.get("collapsed") or [] for a, b in [c["pair"]])
+        ax.set_title(name + "\n" + "\n".join(textwrap.wrap("collapsed: " + (collapsed or "none"), 48)), fontsize=10, loc="left")
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+    fig.tight_layout(rect=(0, 0, 0.92, 0.95))
+    cax = fig.add_axes((0.935, 0.25, 0.015, 0.5))
+    fig.colorbar(im, cax=cax).set_label("P(recovered | given)", fontsize=8)
     return fig
 
 
@@ -317,12 +386,24 @@ def board_plots(df: pd.DataFrame, out: Path, methods=None) -> list[Path]:
     from .leaderboard import normalised_gains
 
     out = Path(out)
-    written = [save_png(radar_figure(normalised_gains(df)), out / "radar.png"),
-               save_png(heatmap_figure(df), out / "heatmap.png")]
+    written = [save_png(radar_figure(normalised_gains(df)), out / "radar.png"), save_png(heatmap_figure(df), out / "heatmap.png")]
     if methods:
         order = {m: i for i, m in enumerate(df["method"])}
-        series = [(m.name, (m.cond("ecliptica", "instructed") or {}).get("per_instruction_type") or {})
-                  for m in sorted(methods, key=lambda m: order.get(m.name, 1 << 30))]
-        written.append(save_png(per_type_figure("ecliptica", series, note=", instructed"),
-                                out / "ecliptica_per_type.png"))
+        series = [
+            (m.name, (m.cond("ecliptica", "instructed") or {}).get("per_instruction_type") or {})
+            for m in sorted(methods, key=lambda m: order.get(m.name, 1 << 30))
+        ]
+        written.append(save_png(per_type_figure("ecliptica", series, note=", instructed"), out / "ecliptica_per_type.png"))
+        written += board_switch_matrices(methods, out)
+    return written
+
+
+def board_switch_matrices(methods, out: Path) -> list[Path]:
+    """switch_matrix_<suite>.png: one heatmap per method (instructed condition), for each suite that has one."""
+    written = []
+    for suite in SUITES:
+        panels = [(m.name, (m.cond(suite, "instructed") or {}).get("switch_matrix")) for m in methods]
+        if any(sm and any(r is not None for r in sm.get("matrix") or []) for _, sm in panels):
+            fig = switch_matrix_figure(panels, f"{suite}: switch matrix per method (instructed)")
+            written.append(save_png(fig, Path(out) / f"switch_matrix_{suite}.png"))
     return written

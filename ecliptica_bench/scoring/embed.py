@@ -42,11 +42,13 @@ def load_model(path: str):
     with _LOCK:
         if path not in _MODELS:
             from sentence_transformers import SentenceTransformer
+
             try:
                 _MODELS[path] = SentenceTransformer(path, device="cpu")
-            except (OSError, ValueError) as exc:   # no such folder / hub id unreachable offline
+            except (OSError, ValueError) as exc:  # no such folder / hub id unreachable offline
                 from ..errors import EclipticaError
-                raise EclipticaError(f"--embedder {path}: cannot load ({type(exc).__name__}: {exc})") from None
+
+                raise EclipticaError(f"--embedder {path}: cannot load ({type(exc).__name__}: {exc})") from exc
         return _MODELS[path]
 
 
@@ -56,7 +58,7 @@ class Embedder:
         self.id = embedder_id(self.path)
         self.store = store
         self.batch_size = batch_size
-        self.calls = 0          # texts sent to the model
+        self.calls = 0  # texts sent to the model
         self.cache_hits = 0
         self._memory: dict[str, np.ndarray] = {}
 
@@ -81,8 +83,9 @@ class Embedder:
         if missing:
             text_of = dict(zip(keys, texts))
             batch = [text_of[k] for k in missing]
-            vecs = self.model.encode(batch, batch_size=self.batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+            vecs = self.model.encode(
+                batch, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            ).astype(np.float32)
             self.calls += len(batch)
             new = dict(zip(missing, vecs))
             if self.store is not None:

@@ -23,20 +23,25 @@ MIN_GROUPS_PER_FOLD = 2
 
 @dataclass
 class Identifiability:
-    predicted: np.ndarray | None          # per row (object array), None when unscored
-    correct: np.ndarray | None            # per row float 0/1
+    predicted: np.ndarray | None  # per row (object array), None when unscored
+    correct: np.ndarray | None  # per row float 0/1
     labels: list[str]
-    confusion: list[list[int]] | None     # rows = true type, columns = predicted type (order: labels)
-    chance: float | None                  # 1 / n_types
-    majority: float | None                # share of the most frequent type
+    confusion: list[list[int]] | None  # rows = true type, columns = predicted type (order: labels)
+    chance: float | None  # 1 / n_types
+    majority: float | None  # share of the most frequent type
     folds: int
     unscored_reason: str | None = None
 
     def confusion_dict(self) -> dict | None:
         if self.confusion is None:
             return None
-        return {"labels": self.labels, "matrix": self.confusion, "rows": "true instruction_type",
-                "columns": "predicted instruction_type", "folds": self.folds}
+        return {
+            "labels": self.labels,
+            "matrix": self.confusion,
+            "rows": "true instruction_type",
+            "columns": "predicted instruction_type",
+            "folds": self.folds,
+        }
 
 
 def identifiability(emb: np.ndarray, types: Sequence[str], groups: Sequence[Hashable], seed: int = 0) -> Identifiability:
@@ -56,13 +61,17 @@ def identifiability(emb: np.ndarray, types: Sequence[str], groups: Sequence[Hash
     chance, majority = 1.0 / len(labels), float(counts.max() / counts.sum())
     folds = min(MAX_FOLDS, n_groups // MIN_GROUPS_PER_FOLD)
     if folds < 2:
-        return Identifiability(**unscored, chance=chance, majority=majority,
-                               unscored_reason=f"{n_groups} prompts: needs at least {2 * MIN_GROUPS_PER_FOLD} for grouped cross-validation")
+        return Identifiability(
+            **unscored,
+            chance=chance,
+            majority=majority,
+            unscored_reason=f"{n_groups} prompts: needs at least {2 * MIN_GROUPS_PER_FOLD} for grouped cross-validation",
+        )
     group_ids = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
     pred = np.empty(len(types), dtype=object)
     for train, test in GroupKFold(n_splits=folds).split(emb, types, group_ids):
         train_labels = set(types[train])
-        if len(train_labels) == 1:   # degenerate fold: the only thing to predict is that label
+        if len(train_labels) == 1:  # degenerate fold: the only thing to predict is that label
             pred[test] = next(iter(train_labels))
             continue
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))

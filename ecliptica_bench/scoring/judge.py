@@ -1,7 +1,14 @@
 """Optional LLM judge over any OpenAI-compatible endpoint (SPEC.md section 5).
 
-Per case the judge answers, for each expected characteristic of the case's instruction type, whether
-the response shows it, plus `answers_prompt`. Verdicts are structured JSON: the request asks for
+Per case the judge answers the labels of its template's schema. Every suite owns one template
+(Suite.judge_template, judges/<name>.j2); a template declares its version ('{# version: X #}') and its
+schema ('{# schema: {...JSON...} #}'):
+    characteristics  true: one boolean verdict per expected characteristic of the case's instruction type
+    labels           {name: {"values": [...] (default [true, false]), "true": [...] values counted as "yes"
+                     (default [true]), "when": {column: value} ask only on rows whose column has that value,
+                     "detector": the keyword-detector column it is compared with ("!col": its negation)}}
+    metric           the judge-based suite score (scoring/panel.py): {"kind": "rate"|"contrast"|"safe", ...}
+A case may instead carry its own labels (JudgeCase.labels: the contrastive mode's per-response types). Verdicts are structured JSON: the request asks for
 `response_format` json_schema (a strict schema built from the characteristic names); if the server
 rejects that (HTTP 400/422, or a 5xx that names the response format, as llama.cpp's server does), the
 rest of the run uses json_object and the prompt's own key list. A reply that does not parse or has the
@@ -40,7 +47,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "ecliptica_judge_v1.j2"
 ANSWERS_PROMPT = "answers_prompt"
+BOOL = (True, False)
 _VERSION_RE = re.compile(r"\{#\s*version:\s*([\w.\-]+)\s*#\}")
+_SCHEMA_RE = re.compile(r"\{#-?\s*schema:\s*(\{.*?\})\s*-?#\}", re.S)
+DEFAULT_SCHEMA = {"characteristics": True, "labels": {ANSWERS_PROMPT: {}}}
 
 
 @dataclass(frozen=True)
@@ -52,10 +62,15 @@ class JudgeConfig:
     timeout_s: float = 60.0
     max_retries: int = 4
     backoff_s: float = 0.5
-    max_wait_s: float = 60.0        # cap on any single wait (backoff or Retry-After)
+    max_wait_s: float = 60.0  # cap on any single wait (backoff or Retry-After)
     max_tokens: int = 256
     template: str = DEFAULT_TEMPLATE
-    dead_after: int = 8             # consecutive connection errors / timeouts -> endpoint dead
+    dead_after: int = 8  # consecutive connection errors / timeouts -> endpoint dead
+    name: str | None = None  # the judge's name in a panel (default: the model name)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model
 
     def __post_init__(self):
         if self.concurrency < 1:
@@ -65,7 +80,7 @@ class JudgeConfig:
 
     def api_key(self) -> str:
         if not self.api_key_env:
-            return "EMPTY"           # local servers (vLLM, llama.cpp) accept any key
+            return "EMPTY"  # local servers (vLLM, llama.cpp) accept any key
         key = os.environ.get(self.api_key_env)
         if not key:
             raise EclipticaError(f"--judge-api-key-env: environment variable {self.api_key_env} is not set")
@@ -96,21 +111,24 @@ class JudgeFaults:
 
 @dataclass
 class Verdict:
-    status: str                      # "ok" | "unscored"
-    reason: str | None = None        # why unscored: unparseable, fault:<kind>, endpoint_dead
-    verdict: dict | None = None      # {characteristic: bool, ..., answers_prompt: bool}
+    status: str  # "ok" | "unscored"
+    reason: str | None = None  # why unscored: unparseable, fault:<kind>, endpoint_dead
+    verdict: dict | None = None  # {label: value} for the labels asked (characteristics, answers_prompt, ...)
     cached: bool = False
+    raw: str | None = None  # the judge's reply the verdict was parsed from
+    chars: tuple[str, ...] = ()  # which verdict keys are characteristics
 
     @property
     def adherence(self) -> float:
+        """Share of the expected characteristics the judge found (NaN when unscored or none asked)."""
         if self.status != "ok" or not self.verdict:
             return math.nan
-        chars = [v for k, v in self.verdict.items() if k != ANSWERS_PROMPT]
+        chars = [self.verdict[c] for c in self.chars if c in self.verdict]
         return float(sum(chars) / len(chars)) if chars else math.nan
 
     @property
     def answers_prompt(self) -> float:
-        if self.status != "ok" or not self.verdict:
+        if self.status != "ok" or not self.verdict or ANSWERS_PROMPT not in self.verdict:
             return math.nan
         return float(self.verdict[ANSWERS_PROMPT])
 
@@ -119,11 +137,19 @@ class Verdict:
 class JudgeCase:
     prompt: str
     response: str
-    characteristics: tuple[tuple[str, str], ...]   # (name, description)
+    characteristics: tuple[tuple[str, str], ...]  # (name, description)
+    row: dict = field(default_factory=dict, compare=False, hash=False)  # extra template variables (row columns)
+    labels: tuple[tuple[str, tuple], ...] | None = None  # explicit (label, allowed values); None: the schema's
 
 
 def load_template(name: str = DEFAULT_TEMPLATE):
     """(jinja2 template, version id) from judges/<name>; the version comes from its '{# version: X #}' line."""
+    tpl, version, _ = load_judge_template(name)
+    return tpl, version
+
+
+def load_judge_template(name: str = DEFAULT_TEMPLATE):
+    """(jinja2 template, version id, schema dict) from judges/<name> (see the module docstring)."""
     import jinja2
 
     path = paths.judges_dir() / name
@@ -133,22 +159,52 @@ def load_template(name: str = DEFAULT_TEMPLATE):
     m = _VERSION_RE.search(text)
     if not m:
         raise EclipticaError(f"{path}: no '{{# version: ... #}}' line: a judge template must carry its version id")
+    schema = DEFAULT_SCHEMA
+    sm = _SCHEMA_RE.search(text)
+    if sm:
+        try:
+            schema = json.loads(sm.group(1))
+        except json.JSONDecodeError as exc:
+            raise EclipticaError(f"{path}: schema comment is not valid JSON ({exc.msg})") from None
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
-    return env.from_string(text), m.group(1)
+    return env.from_string(text), m.group(1), schema
+
+
+def schema_labels(schema: dict, case: JudgeCase) -> dict[str, tuple]:
+    """{label: allowed values} the template asks about this case, in prompt order."""
+    if case.labels is not None:
+        return {k: tuple(v) for k, v in case.labels}
+    out = {n: BOOL for n, _ in case.characteristics} if schema.get("characteristics") else {}
+    for name, spec in (schema.get("labels") or {}).items():
+        when = spec.get("when") or {}
+        if all(str(case.row.get(col)) == str(v) for col, v in when.items()):
+            out[name] = tuple(spec.get("values", BOOL))
+    return out
 
 
 def keys_for(case: JudgeCase) -> list[str]:
-    return [n for n, _ in case.characteristics] + [ANSWERS_PROMPT]
+    """The default template's keys: the characteristics, then answers_prompt."""
+    return list(schema_labels(DEFAULT_SCHEMA, case))
 
 
-def verdict_schema(keys: Sequence[str]) -> dict:
-    return {"type": "object", "properties": {k: {"type": "boolean"} for k in keys},
-            "required": list(keys), "additionalProperties": False}
+def verdict_schema(keys: Sequence[str], allowed: dict | None = None) -> dict:
+    def prop(k):
+        vals = (allowed or {}).get(k, BOOL)
+        return {"type": "boolean"} if tuple(vals) == BOOL else {"type": "string", "enum": list(vals)}
+
+    return {"type": "object", "properties": {k: prop(k) for k in keys}, "required": list(keys), "additionalProperties": False}
 
 
-def parse_verdict(content: str | None, keys: Sequence[str]) -> tuple[dict | None, str | None]:
-    """({key: bool} | None, error). Tolerates code fences and text around one JSON object; extra keys are
-    dropped; every expected key must be present with a JSON boolean."""
+def _allowed(value, vals) -> bool:
+    if tuple(vals) == BOOL:
+        return isinstance(value, bool)
+    return isinstance(value, str) and value in vals
+
+
+def parse_verdict(content: str | None, keys: Sequence[str], allowed: dict | None = None) -> tuple[dict | None, str | None]:
+    """({key: value} | None, error). Tolerates code fences and text around one JSON object; extra keys are
+    dropped; every expected key must be present with an allowed value (`allowed`: key -> values; a JSON
+    boolean where not given)."""
     if not content or not content.strip():
         return None, "empty reply"
     text = content.strip()
@@ -161,7 +217,7 @@ def parse_verdict(content: str | None, keys: Sequence[str]) -> tuple[dict | None
         if start < 0 or end <= start:
             return None, "not JSON"
         try:
-            obj = json.loads(text[start:end + 1])
+            obj = json.loads(text[start : end + 1])
         except json.JSONDecodeError as exc:
             return None, f"not JSON ({exc.msg})"
     if not isinstance(obj, dict):
@@ -169,10 +225,19 @@ def parse_verdict(content: str | None, keys: Sequence[str]) -> tuple[dict | None
     missing = [k for k in keys if k not in obj]
     if missing:
         return None, f"missing keys: {', '.join(missing)}"
-    bad = [k for k in keys if not isinstance(obj[k], bool)]
+    bad = [k for k in keys if not _allowed(obj[k], (allowed or {}).get(k, BOOL))]
     if bad:
-        return None, f"not true/false: {', '.join(bad)}"
+        if all(tuple((allowed or {}).get(k, BOOL)) == BOOL for k in bad):
+            return None, f"not true/false: {', '.join(bad)}"
+        return None, f"not an allowed value: {', '.join(bad)}"
     return {k: obj[k] for k in keys}, None
+
+
+def _values_hint(allowed: dict) -> str:
+    enums = {k: v for k, v in allowed.items() if tuple(v) != BOOL}
+    if not enums:
+        return "true or false"
+    return "true or false, except " + "; ".join(f"{k}: one of {', '.join(map(str, v))}" for k, v in enums.items())
 
 
 class _Fault(Exception):
@@ -209,17 +274,31 @@ class Judge:
     def __init__(self, config: JudgeConfig, store: RunStore | None = None):
         self.config = config
         self.store = store
-        self.template, self.version = load_template(config.template)
+        self.template, self.version, self.schema = load_judge_template(config.template)
         self.faults = JudgeFaults()
         self.mode = "json_schema"
         self._consecutive_conn = 0
-        self._api_key = config.api_key()   # fail fast on a missing env var; never logged
+        self._api_key = config.api_key()  # fail fast on a missing env var; never logged
 
     # ---------------------------------------------------------------------------------------------
+    def labels(self, case: JudgeCase) -> dict[str, tuple]:
+        return schema_labels(self.schema, case)
+
     def render(self, case: JudgeCase) -> str:
-        return self.template.render(prompt=case.prompt, response=case.response or "",
-                                    characteristics=[{"name": n, "description": d} for n, d in case.characteristics],
-                                    keys=keys_for(case)).strip() + "\n"
+        labels = self.labels(case)
+        return (
+            self.template.render(
+                {
+                    **case.row,
+                    "prompt": case.prompt,
+                    "response": case.response or "",
+                    "characteristics": [{"name": n, "description": d} for n, d in case.characteristics],
+                    "keys": list(labels),
+                    "labels": labels,
+                }
+            ).strip()
+            + "\n"
+        )
 
     def key(self, rendered: str) -> str:
         return cache_key("judgment", judge_model=self.config.model, template_version=self.version, input=rendered)
@@ -232,8 +311,7 @@ class Judge:
     async def _judge_all(self, cases: list[JudgeCase]) -> list[Verdict]:
         from openai import AsyncOpenAI
 
-        client = AsyncOpenAI(base_url=self.config.base_url, api_key=self._api_key,
-                             timeout=self.config.timeout_s, max_retries=0)
+        client = AsyncOpenAI(base_url=self.config.base_url, api_key=self._api_key, timeout=self.config.timeout_s, max_retries=0)
         sem = asyncio.Semaphore(max(1, self.config.concurrency))
 
         async def one(case):
@@ -257,41 +335,54 @@ class Judge:
     async def _judge_one(self, client, case: JudgeCase) -> Verdict:
         rendered = self.render(case)
         key = self.key(rendered)
-        keys = keys_for(case)
+        allowed = self.labels(case)
+        keys = list(allowed)
+        chars = tuple(n for n, _ in case.characteristics if n in allowed)
         if self.store is not None:
             hit = self.store.get_judgment(key)
             if hit is not None:
                 if hit["status"] == "ok":
-                    verdict, err = parse_verdict(json.dumps(hit["verdict"]), keys)
+                    # re-parsed from the stored raw reply (no new call), else from the stored verdict
+                    verdict, err = parse_verdict(hit["raw"], keys, allowed)
+                    if verdict is None:
+                        verdict, err = parse_verdict(json.dumps(hit["verdict"]), keys, allowed)
                     if verdict is not None:
-                        return Verdict("ok", None, verdict, cached=True)
+                        return Verdict("ok", None, verdict, cached=True, raw=hit["raw"], chars=chars)
                 elif hit["status"] == "unparseable":
-                    return Verdict("unscored", "unparseable", None, cached=True)
+                    return Verdict("unscored", "unparseable", None, cached=True, raw=hit["raw"], chars=chars)
         messages = [{"role": "user", "content": rendered}]
         try:
-            content = await self._request(client, messages, keys)
-            verdict, err = parse_verdict(content, keys)
+            content = await self._request(client, messages, keys, allowed)
+            verdict, err = parse_verdict(content, keys, allowed)
             if verdict is None:
                 self.faults.reasks += 1
-                messages += [{"role": "assistant", "content": content or ""},
-                             {"role": "user", "content": f"That reply could not be used ({err}). Reply with only a JSON "
-                                                         f"object with exactly these keys: {', '.join(keys)}; every value "
-                                                         f"true or false."}]
-                content = await self._request(client, messages, keys)
-                verdict, err = parse_verdict(content, keys)
+                messages += [
+                    {"role": "assistant", "content": content or ""},
+                    {
+                        "role": "user",
+                        "content": f"That reply could not be used ({err}). Reply with only a JSON "
+                        f"object with exactly these keys: {', '.join(keys)}; every value "
+                        f"{_values_hint(allowed)}.",
+                    },
+                ]
+                content = await self._request(client, messages, keys, allowed)
+                verdict, err = parse_verdict(content, keys, allowed)
         except _Fault as f:
-            return Verdict("unscored", "endpoint_dead" if f.kind == "endpoint_dead" else f"fault:{f.kind}")
+            return Verdict("unscored", "endpoint_dead" if f.kind == "endpoint_dead" else f"fault:{f.kind}", chars=chars)
         if verdict is None:
             if self.store is not None:
                 self.store.put_judgment(key, self.config.model, self.version, None, "unparseable", content)
-            return Verdict("unscored", "unparseable")
+            return Verdict("unscored", "unparseable", raw=content, chars=chars)
         if self.store is not None:
             self.store.put_judgment(key, self.config.model, self.version, verdict, "ok", content)
-        return Verdict("ok", None, verdict)
+        return Verdict("ok", None, verdict, raw=content, chars=chars)
 
-    def _format(self, keys: list[str]) -> dict:
+    def _format(self, keys: list[str], allowed: dict | None = None) -> dict:
         if self.mode == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": "verdict", "strict": True, "schema": verdict_schema(keys)}}
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "strict": True, "schema": verdict_schema(keys, allowed)},
+            }
         return {"type": "json_object"}
 
     @staticmethod
@@ -306,7 +397,7 @@ class Judge:
         body = str(getattr(exc, "body", "") or getattr(exc, "message", "")).lower()
         return status >= 500 and any(w in body for w in ("response_format", "json_schema", "schema", "grammar"))
 
-    async def _request(self, client, messages: list[dict], keys: list[str]) -> str:
+    async def _request(self, client, messages: list[dict], keys: list[str], allowed: dict | None = None) -> str:
         import openai
 
         attempt = 0
@@ -320,16 +411,21 @@ class Judge:
                 # response_format goes in extra_body: sent as-is, it skips the client's per-request
                 # recursive parameter transform of the schema (the largest client-side CPU cost per call)
                 resp = await client.chat.completions.create(
-                    model=self.config.model, messages=messages, temperature=0, max_tokens=self.config.max_tokens,
-                    extra_body={"response_format": self._format(keys)})
+                    model=self.config.model,
+                    messages=messages,
+                    temperature=0,
+                    max_tokens=self.config.max_tokens,
+                    extra_body={"response_format": self._format(keys, allowed)},
+                )
                 self._consecutive_conn = 0
                 return resp.choices[0].message.content or "" if resp.choices else ""
             except openai.APIStatusError as exc:
                 self._consecutive_conn = 0
                 if self._schema_rejected(exc, sent_mode):
                     if self.mode == "json_schema":
-                        log.warning("judge endpoint rejected response_format json_schema (HTTP %s); using json_object",
-                                    exc.status_code)
+                        log.warning(
+                            "judge endpoint rejected response_format json_schema (HTTP %s); using json_object", exc.status_code
+                        )
                     self.mode = "json_object"
                     self.faults.json_schema_rejected = True
                     continue
@@ -342,7 +438,7 @@ class Judge:
                     kind, wait = "http_5xx", _retry_after(exc)
                 else:
                     self.faults.http_4xx += 1
-                    raise _Fault(f"http_{status}") from None   # not retryable
+                    raise _Fault(f"http_{status}") from None  # not retryable
             except openai.APITimeoutError:
                 self.faults.timeouts += 1
                 kind = "timeout"
@@ -364,6 +460,7 @@ class Judge:
     def _connection_failed(self) -> None:
         self._consecutive_conn += 1
         if self._consecutive_conn >= self.config.dead_after and not self.faults.endpoint_dead:
-            log.warning("judge endpoint unreachable after %d consecutive failures; remaining cases are unscored",
-                        self._consecutive_conn)
+            log.warning(
+                "judge endpoint unreachable after %d consecutive failures; remaining cases are unscored", self._consecutive_conn
+            )
             self.faults.endpoint_dead = True

@@ -9,6 +9,7 @@ Per suite and condition: the paper metric (all rows and valid rows only) and the
 prompt (stats.py). When both conditions ran: `delta` = headline(instructed) - headline(uninstructed)
 (signed: switching the wrong way is negative; what the absolute IAE uses) and `delta_paper` =
 paper(instructed) - paper(uninstructed) (the published form, e.g. with |M3|; what the paper IAE uses).
+Diagnostics beside the scores (diagnostics.py): per condition `switch_matrix`, per suite `side_effects`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from ..data.io import write_json, write_table
 from ..errors import EclipticaError
 from ..store import RunStore
 from ..suites import get_suite
-from . import paper, validity as validity_mod
+from . import diagnostics, paper
+from . import validity as validity_mod
 from .embed import Embedder
 from .identifiability import identifiability
-from .judge import Judge, JudgeCase, JudgeConfig
+from .judge import JudgeConfig
+from .panel import COLUMNS as PANEL_COLUMNS
+from .panel import Panel
+from .power import bootstrap_se
 from .stats import DEFAULT_BOOT, Bootstrap, Score, Statistic, difference, mean_statistic
 
 log = logging.getLogger(__name__)
@@ -43,16 +48,31 @@ REQUIRED = ("suite", "case_id", "prompt_id", "condition", "instruction_type", "p
 
 # columns this stage adds to the generations columns, in this order
 SCORE_COLUMNS = [
-    "is_empty", "is_looping", "is_off_topic", "is_truncated", "is_echo", "valid", "repeat_ngram_share",
-    "prompt_similarity", "instruction_similarity", "instruction_overlap",
-    "n_words", "has_hedge", "is_refusal", "fidelity", "prompt_shift", "control_shift",
-    "ident_pred", "ident_correct",
-    "judge_status", "judge_reason", "judge_adherence", "judge_answers_prompt", "judge_verdict",
+    "is_empty",
+    "is_looping",
+    "is_off_topic",
+    "is_truncated",
+    "is_echo",
+    "valid",
+    "repeat_ngram_share",
+    "prompt_similarity",
+    "instruction_similarity",
+    "instruction_overlap",
+    "n_words",
+    "has_hedge",
+    "is_refusal",
+    "fidelity",
+    "prompt_shift",
+    "control_shift",
+    "ident_pred",
+    "ident_correct",
+    *PANEL_COLUMNS,
 ]
 NO_JUDGE = "no judge configured"
 
 
 # ------------------------------------------------------------------------------------------------ io
+
 
 def read_run(run_dir: Path):
     import pandas as pd
@@ -64,7 +84,7 @@ def read_run(run_dir: Path):
     try:
         df = pd.read_parquet(gen)
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise EclipticaError(f"{gen}: unreadable parquet ({exc})") from None
+        raise EclipticaError(f"{gen}: unreadable parquet ({exc})") from exc
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise EclipticaError(f"{gen}: missing column(s) {', '.join(missing)}")
@@ -95,8 +115,13 @@ def read_run(run_dir: Path):
 def cluster_keys(df) -> np.ndarray:
     """The bootstrap cluster of a row: its prompt (prompt_id within the suite; the prompt text if missing)."""
     pid = df["prompt_id"]
-    return np.array([f"{s}/{p}" if p is not None and not (isinstance(p, float) and math.isnan(p)) else f"{s}/text:{t}"
-                     for s, p, t in zip(df["suite"], pid, df["prompt"])], dtype=object)
+    return np.array(
+        [
+            f"{s}/{p}" if p is not None and not (isinstance(p, float) and math.isnan(p)) else f"{s}/text:{t}"
+            for s, p, t in zip(df["suite"], pid, df["prompt"])
+        ],
+        dtype=object,
+    )
 
 
 def run_budgets(manifest: dict, where: Path) -> dict[str, int]:
@@ -137,32 +162,42 @@ def _types(suite: str):
 
 # ------------------------------------------------------------------------------------------------ per row
 
-def row_values(df, emb: Embedder, judge: Judge | None, seed: int = 0, timings: dict | None = None,
-               truncation_valid=False) -> tuple[dict, np.ndarray, dict]:
+
+def row_values(
+    df, emb: Embedder, judge: Panel | None, seed: int = 0, timings: dict | None = None, truncation_valid=False
+) -> tuple[dict, np.ndarray, dict]:
     """All per-row columns (dict of arrays), the response embeddings, and per (suite, condition)
     identifiability results. `timings` (if given) receives seconds per step. `truncation_valid` (bool or
     per-row bool array): where a truncated answer stays valid (validity.truncation_policy)."""
     timings = {} if timings is None else timings
     n = len(df)
     clock = time.perf_counter()
+    encode = _timed(emb.encode, timings, "embedding")
     texts = df["response"].tolist()
-    E = emb.encode(texts)
+    E = encode(texts)
     prompts = df["prompt"].fillna("").astype(str).tolist()
-    P = emb.encode(prompts)
+    P = encode(prompts)
     cos_prompt = np.einsum("ij,ij->i", E, P)
     empty = np.array([not t.strip() for t in texts])
     cos_prompt[empty] = np.nan
     # the instruction the model saw: none under the uninstructed control (it cannot echo what it never saw)
-    shown = (df["condition"].to_numpy() == INSTRUCTED)
+    shown = df["condition"].to_numpy() == INSTRUCTED
     raw = df["instruction"].tolist() if "instruction" in df.columns else [None] * n
     instructions = [str(t) if ok and isinstance(t, str) and t.strip() else None for t, ok in zip(raw, shown)]
     cos_instr = np.full(n, np.nan)
     has = np.array([t is not None for t in instructions]) & ~empty
     if has.any():
         rows = np.flatnonzero(has)
-        cos_instr[rows] = np.einsum("ij,ij->i", E[rows], emb.encode([instructions[i] for i in rows]))
-    cols = validity_mod.validity(texts, df["finish_reason"].tolist(), cos_prompt, instructions=instructions,
-                                 prompts=prompts, instruction_cos=cos_instr, truncation_valid=truncation_valid)
+        cos_instr[rows] = np.einsum("ij,ij->i", E[rows], encode([instructions[i] for i in rows]))
+    cols = validity_mod.validity(
+        texts,
+        df["finish_reason"].tolist(),
+        cos_prompt,
+        instructions=instructions,
+        prompts=prompts,
+        instruction_cos=cos_instr,
+        truncation_valid=truncation_valid,
+    )
     cols["n_words"] = paper.word_counts(texts)
     cols["has_hedge"] = paper.has_hedge(texts)
     cols["is_refusal"] = paper.is_refusal(texts)
@@ -174,9 +209,9 @@ def row_values(df, emb: Embedder, judge: Judge | None, seed: int = 0, timings: d
         protos = prototypes(df)
         rows = [i for i in np.flatnonzero(eclip) if protos[i] is not None]
         if rows:
-            fid[rows] = paper.fidelity(E[rows], emb.encode([protos[i] for i in rows]))
+            fid[rows] = paper.fidelity(E[rows], encode([protos[i] for i in rows]))
     cols["fidelity"] = fid
-    timings["embedding_and_validity"] = time.perf_counter() - clock
+    timings["validity"] = time.perf_counter() - clock - timings["embedding"]
 
     keys = cluster_keys(df)
     shift = np.full(n, np.nan)
@@ -209,9 +244,23 @@ def row_values(df, emb: Embedder, judge: Judge | None, seed: int = 0, timings: d
     timings["identifiability"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    cols.update(judge_columns(df, judge))
+    cols.update(judge_columns(df, judge, cols, keys))
     timings["judge"] = time.perf_counter() - clock
     return cols, E, idents
+
+
+def _timed(fn, timings: dict, name: str):
+    """fn, adding the seconds each call takes to timings[name]."""
+    timings.setdefault(name, 0.0)
+
+    def call(*args, **kwargs):
+        clock = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timings[name] += time.perf_counter() - clock
+
+    return call
 
 
 def prototypes(df) -> list[str | None]:
@@ -229,33 +278,27 @@ def prototypes(df) -> list[str | None]:
     return out
 
 
-def judge_columns(df, judge: Judge | None) -> dict:
+def judge_columns(df, judge: Panel | None, cols: dict | None = None, keys=None) -> dict:
+    """The judge panel's per-row columns (scoring/panel.py): majority verdict (judge_verdict, JSON), each
+    judge's labels (judge_by_judge, JSON), adherence and answers_prompt from the majority, judge vs keyword
+    detector disagreement (1/0, NaN when no detector-paired label was scored) and the contrastive mode's
+    per-row accuracy and order agreement. All null without a judge."""
     n = len(df)
     if judge is None:
-        return {"judge_status": np.full(n, None, dtype=object), "judge_reason": np.full(n, None, dtype=object),
-                "judge_adherence": np.full(n, np.nan), "judge_answers_prompt": np.full(n, np.nan),
-                "judge_verdict": np.full(n, None, dtype=object)}
-    types = {s: _types(s) for s in df["suite"].unique()}
-    cases = []
-    for s, t, p, r, exp in zip(df["suite"], df["instruction_type"], df["prompt"], df["response"],
-                               df["expected_characteristics"] if "expected_characteristics" in df else [None] * n):
-        itype = types[s].get(t)
-        if itype is not None:
-            chars = tuple((c.name, c.description) for c in itype.characteristics)
-        else:  # a type we have no descriptions for: judge the listed names as written
-            chars = tuple((str(c), str(c).replace("_", " ")) for c in (list(exp) if exp is not None else []))
-        cases.append(JudgeCase(str(p), str(r), chars))
-    verdicts = judge.judge(cases)
-    return {
-        "judge_status": np.array([v.status for v in verdicts], dtype=object),
-        "judge_reason": np.array([v.reason for v in verdicts], dtype=object),
-        "judge_adherence": np.array([v.adherence for v in verdicts]),
-        "judge_answers_prompt": np.array([v.answers_prompt for v in verdicts]),
-        "judge_verdict": np.array([json.dumps(v.verdict, sort_keys=True) if v.verdict else None for v in verdicts], dtype=object),
-    }
+        return {
+            c: (np.full(n, None, dtype=object) if c in _STR else np.full(n, np.nan))
+            for c in SCORE_COLUMNS
+            if c.startswith("judge_")
+        }
+    cols = cols or {}
+    detectors = {c: np.asarray(cols[c], dtype=bool) for c in ("has_hedge", "is_refusal") if c in cols}
+    keys = cluster_keys(df) if keys is None else keys
+    groups = np.array([f"{k}|{c}" for k, c in zip(keys, df["condition"])], dtype=object)
+    return judge.columns(df, detectors, groups)
 
 
 # ------------------------------------------------------------------------------------------------ per suite
+
 
 def suite_statistics(suite: str, df, idx: np.ndarray, keys: np.ndarray, cols: dict, E: np.ndarray) -> paper.SuiteStats:
     """The paper statistic on the rows idx (one suite, one condition, possibly the valid subset)."""
@@ -286,8 +329,15 @@ def _rate(keys, values, idx) -> Statistic:
 
 def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: Bootstrap, judged: bool, seed: int = 0):
     stats, reason = _safe_stats(suite, df, idx, keys, cols, E)
-    block = {"paper": None, "paper_valid": None, "headline": None, "headline_valid": None, "components": {},
-             "signals": {}, "per_instruction_type": {}}
+    block = {
+        "paper": None,
+        "paper_valid": None,
+        "headline": None,
+        "headline_valid": None,
+        "components": {},
+        "signals": {},
+        "per_instruction_type": {},
+    }
     if stats is None:
         block["paper"] = block["headline"] = Score.unscored(reason, len(idx)).to_dict()
     else:
@@ -297,14 +347,25 @@ def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: 
         block["signals"].update({k: boot.score(v).to_dict() for k, v in stats.signals.items()})
     vidx = idx[cols["valid"][idx]]
     vstats, vreason = _safe_stats(suite, df, vidx, keys, cols, E)
-    block["paper_valid"] = (boot.score(vstats.paper) if vstats is not None else Score.unscored(f"valid rows: {vreason}", len(vidx))).to_dict()
-    block["headline_valid"] = (boot.score(vstats.headline) if vstats is not None
-                               else Score.unscored(f"valid rows: {vreason}", len(vidx))).to_dict()
+    block["paper_valid"] = (
+        boot.score(vstats.paper) if vstats is not None else Score.unscored(f"valid rows: {vreason}", len(vidx))
+    ).to_dict()
+    block["headline_valid"] = (
+        boot.score(vstats.headline) if vstats is not None else Score.unscored(f"valid rows: {vreason}", len(vidx))
+    ).to_dict()
 
     sig = block["signals"]
-    for name, col in (("valid_rate", "valid"), ("truncation_rate", "is_truncated"), ("empty_rate", "is_empty"),
-                      ("looping_rate", "is_looping"), ("off_topic_rate", "is_off_topic"), ("echo_rate", "is_echo"),
-                      ("refusal_rate", "is_refusal"), ("hedge_rate", "has_hedge"), ("mean_words", "n_words")):
+    for name, col in (
+        ("valid_rate", "valid"),
+        ("truncation_rate", "is_truncated"),
+        ("empty_rate", "is_empty"),
+        ("looping_rate", "is_looping"),
+        ("off_topic_rate", "is_off_topic"),
+        ("echo_rate", "is_echo"),
+        ("refusal_rate", "is_refusal"),
+        ("hedge_rate", "has_hedge"),
+        ("mean_words", "n_words"),
+    ):
         sig[name] = boot.score(_rate(keys, cols[col], idx)).to_dict()
     if ident.unscored_reason:
         sig["identifiability"] = Score.unscored(ident.unscored_reason, len(idx)).to_dict()
@@ -314,29 +375,58 @@ def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: 
     if len(vidx) == 0:
         sig["identifiability_valid"] = Score.unscored("no valid rows", 0).to_dict()
     else:
-        vres = identifiability(E[vidx], df["instruction_type"].to_numpy()[vidx], keys[vidx], seed=seed)
-        sig["identifiability_valid"] = (Score.unscored(vres.unscored_reason, len(vidx)) if vres.unscored_reason else
-                                        boot.score(mean_statistic(keys[vidx], vres.correct))).to_dict()
-    sig["identifiability_chance"] = (Score.point(ident.chance, len(idx)) if ident.chance is not None
-                                     else Score.unscored(ident.unscored_reason or "", len(idx))).to_dict()
-    sig["identifiability_majority"] = (Score.point(ident.majority, len(idx)) if ident.majority is not None
-                                       else Score.unscored(ident.unscored_reason or "", len(idx))).to_dict()
+        # all rows valid: the same fit on the same rows (deterministic), so reuse it
+        vres = (
+            ident
+            if len(vidx) == len(idx)
+            else identifiability(E[vidx], df["instruction_type"].to_numpy()[vidx], keys[vidx], seed=seed)
+        )
+        sig["identifiability_valid"] = (
+            Score.unscored(vres.unscored_reason, len(vidx))
+            if vres.unscored_reason
+            else boot.score(mean_statistic(keys[vidx], vres.correct))
+        ).to_dict()
+    sig["identifiability_chance"] = (
+        Score.point(ident.chance, len(idx)) if ident.chance is not None else Score.unscored(ident.unscored_reason or "", len(idx))
+    ).to_dict()
+    sig["identifiability_majority"] = (
+        Score.point(ident.majority, len(idx))
+        if ident.majority is not None
+        else Score.unscored(ident.unscored_reason or "", len(idx))
+    ).to_dict()
     if cond == INSTRUCTED:
         cs = cols["control_shift"][idx]
-        sig["control_shift"] = (boot.score(_rate(keys, cols["control_shift"], idx)) if np.isfinite(cs).any()
-                                else Score.unscored("no uninstructed rows for these cases", 0)).to_dict()
+        sig["control_shift"] = (
+            boot.score(_rate(keys, cols["control_shift"], idx))
+            if np.isfinite(cs).any()
+            else Score.unscored("no uninstructed rows for these cases", 0)
+        ).to_dict()
     if judged:
-        status = np.asarray(cols["judge_status"])   # full length: _rate selects idx itself
-        sig["judge_adherence"] = boot.score(_rate(keys, cols["judge_adherence"], idx), "no case was scored by the judge").to_dict()
-        sig["judge_answers_prompt"] = boot.score(_rate(keys, cols["judge_answers_prompt"], idx), "no case was scored by the judge").to_dict()
+        status = np.asarray(cols["judge_status"])  # full length: _rate selects idx itself
+        sig["judge_adherence"] = boot.score(
+            _rate(keys, cols["judge_adherence"], idx), "no case was scored by the judge"
+        ).to_dict()
+        sig["judge_answers_prompt"] = boot.score(
+            _rate(keys, cols["judge_answers_prompt"], idx), "no case was scored by the judge"
+        ).to_dict()
         sig["judge_unscored_rate"] = boot.score(_rate(keys, (status != "ok").astype(float), idx)).to_dict()
         for k in ("judge_adherence", "judge_answers_prompt"):
-            sig[f"{k}_valid"] = (boot.score(_rate(keys, cols[k], vidx), "no valid case was scored by the judge")
-                                 if len(vidx) else Score.unscored("no valid rows", 0)).to_dict()
+            sig[f"{k}_valid"] = (
+                boot.score(_rate(keys, cols[k], vidx), "no valid case was scored by the judge")
+                if len(vidx)
+                else Score.unscored("no valid rows", 0)
+            ).to_dict()
     else:
-        for k in ("judge_adherence", "judge_answers_prompt", "judge_unscored_rate", "judge_adherence_valid",
-                  "judge_answers_prompt_valid"):
+        for k in (
+            "judge_adherence",
+            "judge_answers_prompt",
+            "judge_unscored_rate",
+            "judge_adherence_valid",
+            "judge_answers_prompt_valid",
+        ):
             sig[k] = Score.unscored(NO_JUDGE, 0).to_dict()
+    if isinstance(judged, Panel):  # judge-based scores beside the paper's (scoring/panel.py)
+        block["judge"] = judged.condition_scores(suite, idx, vidx, keys, df["instruction_type"].to_numpy(), cols, boot)
     if ident.confusion is not None:
         block["identifiability_confusion"] = ident.confusion_dict()
 
@@ -360,8 +450,16 @@ def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: 
 
 # ------------------------------------------------------------------------------------------------ stage
 
-def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str | None = None,
-              n_boot: int = DEFAULT_BOOT, seed: int = 0, embedder_obj: Embedder | None = None) -> dict:
+
+def score_run(
+    run_dir: Path,
+    *,
+    judge: JudgeConfig | list[JudgeConfig] | None = None,
+    embedder: str | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+    embedder_obj: Embedder | None = None,
+) -> dict:
     """Score a run directory in place; returns the metrics dict (also written to RUN_DIR/metrics.json)."""
     t0 = time.time()
     if n_boot < 0:
@@ -373,7 +471,8 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
         emb = embedder_obj or Embedder(embedder, store)
         if emb.store is None:
             emb.store = store
-        j = Judge(judge, store) if judge is not None else None
+        judges = [judge] if isinstance(judge, JudgeConfig) else list(judge or [])
+        j = Panel(judges, store) if judges else None
         timings: dict = {}
         policies = truncation_policies(dict.fromkeys(df["suite"]), manifest, run_dir / MANIFEST)
         tolerated = df["suite"].map({s: p[0] for s, p in policies.items()}).to_numpy(dtype=bool)
@@ -385,34 +484,58 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
             "model": _field(manifest.get("model"), "name"),
             "model_fingerprint": manifest.get("model_fingerprint") or _field(manifest.get("model"), "fingerprint", None),
             "adapter": _field(manifest.get("adapter"), "path"),
-            "dataset_sha": manifest.get("dataset_sha256") or manifest.get("dataset_sha")
+            "dataset_sha": manifest.get("dataset_sha256")
+            or manifest.get("dataset_sha")
             or _field(manifest.get("dataset"), "sha256", None),
-            "judge": {"model": judge.model, "template_version": j.version} if j else None,
+            "judge": None,
             "embedder": emb.id,
             "bootstrap": int(n_boot),
             "suites": {},
-            "judge_faults": j.faults.to_dict() if j else None,
+            "judge_faults": None,
         }
+        if j is not None:  # the panel (one judge or more): models, templates, faults, agreement, parse failures
+            metrics.update(judge=j.describe(), judge_faults=j.faults(), judge_panel=j.summary())
         for suite in [s for s in dict.fromkeys(df["suite"])]:
             sidx = np.flatnonzero((df["suite"] == suite).to_numpy())
             boot = Bootstrap(list(dict.fromkeys(keys[sidx])), n_boot, seed)
-            entry = {"metric": paper.METRIC_NAMES[suite], "headline_metric": paper.HEADLINE_NAMES[suite],
-                     "conditions": {}, "delta": None, "delta_paper": None}
+            entry = {
+                "metric": paper.METRIC_NAMES[suite],
+                "headline_metric": paper.HEADLINE_NAMES[suite],
+                "conditions": {},
+                "delta": None,
+                "delta_paper": None,
+            }
             paper_stats = {}
             for cond in CONDITIONS:
                 idx = sidx[(df["condition"].to_numpy()[sidx] == cond)]
                 if len(idx) == 0:
                     continue
-                block, stats = condition_block(suite, cond, df, idx, keys, cols, E, idents[(suite, cond)], boot,
-                                               j is not None, seed=seed)
+                block, stats = condition_block(
+                    suite, cond, df, idx, keys, cols, E, idents[(suite, cond)], boot, j if j is not None else False, seed=seed
+                )
                 entry["conditions"][cond] = block
+                block["switch_matrix"] = diagnostics.switch_matrix(
+                    df["instruction_type"].to_numpy()[idx], cols["ident_pred"][idx], list(_types(suite))
+                )
                 paper_stats[cond] = stats
             if all(paper_stats.get(c) is not None for c in CONDITIONS):
                 ins, unins = paper_stats[INSTRUCTED], paper_stats[UNINSTRUCTED]
-                entry["delta"] = boot.score(difference(ins.headline, unins.headline)).to_dict()
+                d = difference(ins.headline, unins.headline)
+                entry["delta"] = boot.score(d).to_dict()
+                # power inputs (scoring.power): bootstrap SD of the Delta over prompt resamples, and the prompts
+                entry["delta_se"] = bootstrap_se(boot, d) if entry["delta"]["value"] is not None else None
+                entry["delta_prompts"] = len(boot.clusters)
                 entry["delta_paper"] = boot.score(difference(ins.paper, unins.paper)).to_dict()
             elif all(c in entry["conditions"] for c in CONDITIONS):
                 entry["delta"] = entry["delta_paper"] = Score.unscored("paper metric unscored in a condition", 0).to_dict()
+            if j is not None and all(c in entry["conditions"] for c in CONDITIONS):  # judge-based, beside delta
+                by = {c: sidx[df["condition"].to_numpy()[sidx] == c] for c in CONDITIONS}
+                entry["judge_delta"] = j.delta(
+                    suite, by[INSTRUCTED], by[UNINSTRUCTED], keys, df["instruction_type"].to_numpy(), boot
+                )
+            entry["side_effects"] = diagnostics.suite_side_effects(
+                df, sidx, keys, cols, E, emb.encode, _types(suite), boot, INSTRUCTED, UNINSTRUCTED
+            )
             metrics["suites"][suite] = entry
         timings["metrics_and_bootstrap"] = time.perf_counter() - t_metrics
         metrics["scoring"] = {
@@ -423,12 +546,17 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
             "rows": len(df),
             "seconds": round(time.time() - t0, 2),
             "seconds_by_step": {k: round(v, 2) for k, v in timings.items()},
-            "thresholds": {"off_topic_cos": validity_mod.OFF_TOPIC_COS, "ngram": validity_mod.NGRAM,
-                           "ngram_repeat_share": validity_mod.NGRAM_REPEAT_SHARE, "line_repeats": validity_mod.LINE_REPEATS,
-                           "echo_cos": validity_mod.ECHO_COS, "echo_min_words": validity_mod.ECHO_MIN_WORDS,
-                           "echo_instruction_share": validity_mod.ECHO_INSTRUCTION_SHARE,
-                           "echo_union_share": validity_mod.ECHO_UNION_SHARE,
-                           "hedge_max_words": validity_mod.HEDGE_MAX_WORDS},
+            "thresholds": {
+                "off_topic_cos": validity_mod.OFF_TOPIC_COS,
+                "ngram": validity_mod.NGRAM,
+                "ngram_repeat_share": validity_mod.NGRAM_REPEAT_SHARE,
+                "line_repeats": validity_mod.LINE_REPEATS,
+                "echo_cos": validity_mod.ECHO_COS,
+                "echo_min_words": validity_mod.ECHO_MIN_WORDS,
+                "echo_instruction_share": validity_mod.ECHO_INSTRUCTION_SHARE,
+                "echo_union_share": validity_mod.ECHO_UNION_SHARE,
+                "hedge_max_words": validity_mod.HEDGE_MAX_WORDS,
+            },
             # per suite: does a truncated answer stay valid (run budget below the paper's) or not
             "truncation_policy": {s: p[1] for s, p in policies.items()},
             "generation_budgets": {s: {"run": p[2], "paper": p[3]} for s, p in policies.items()},
@@ -441,7 +569,7 @@ def score_run(run_dir: Path, *, judge: JudgeConfig | None = None, embedder: str 
 
 
 _BOOL = {"is_empty", "is_looping", "is_off_topic", "is_truncated", "is_echo", "valid", "has_hedge", "is_refusal"}
-_STR = {"ident_pred", "judge_status", "judge_reason", "judge_verdict"}
+_STR = {"ident_pred", "judge_status", "judge_reason", "judge_verdict", "judge_by_judge"}
 
 
 def write_scores(run_dir: Path, df, cols: dict) -> None:
@@ -488,6 +616,7 @@ def _finite(obj):
 
 # ------------------------------------------------------------------------------------------------ summary
 
+
 def _fmt(score: dict | None, digits: int = 3) -> str:
     if not score:
         return "-"
@@ -501,17 +630,23 @@ def _fmt(score: dict | None, digits: int = 3) -> str:
 
 def summary_table(metrics: dict) -> str:
     head = f"{'suite':<19} {'condition':<13} {'metric':<20} {'paper [95% CI]':<28} {'valid-only':<10} {'valid%':>6} {'ident':>6} {'judge':>6}"
-    lines = [f"run {metrics['run_id']}  (embedder {metrics['embedder']}, bootstrap {metrics['bootstrap']})", head, "-" * len(head)]
+    lines = [
+        f"run {metrics['run_id']}  (embedder {metrics['embedder']}, bootstrap {metrics['bootstrap']})",
+        head,
+        "-" * len(head),
+    ]
     for suite, e in metrics["suites"].items():
         for cond, b in e["conditions"].items():
             s = b["signals"]
             valid = s.get("valid_rate", {}).get("value")
             ident = s.get("identifiability", {}).get("value")
             jv = s.get("judge_adherence", {}).get("value")
-            lines.append(f"{suite:<19} {cond:<13} {e['metric']:<20} {_fmt(b['paper']):<28} "
-                         f"{_fmt({'value': b['paper_valid']['value']}) if b['paper_valid'] else '-':<10} "
-                         f"{'-' if valid is None else f'{100 * valid:.0f}':>6} {'-' if ident is None else f'{ident:.2f}':>6} "
-                         f"{'-' if jv is None else f'{jv:.2f}':>6}")
+            lines.append(
+                f"{suite:<19} {cond:<13} {e['metric']:<20} {_fmt(b['paper']):<28} "
+                f"{_fmt({'value': b['paper_valid']['value']}) if b['paper_valid'] else '-':<10} "
+                f"{'-' if valid is None else f'{100 * valid:.0f}':>6} {'-' if ident is None else f'{ident:.2f}':>6} "
+                f"{'-' if jv is None else f'{jv:.2f}':>6}"
+            )
         if e.get("delta"):
             lines.append(f"{suite:<19} {'delta':<13} {e.get('headline_metric') or '':<20} {_fmt(e['delta']):<28}")
         dp = e.get("delta_paper")
@@ -527,7 +662,15 @@ def summary_table(metrics: dict) -> str:
         lines.append("truncated (instructed): " + "; ".join(cut))
     jf = metrics.get("judge_faults")
     if jf:
-        lines.append(f"judge: {jf['scored']}/{jf['cases']} scored, {jf['unscored']} unscored, {jf['requests']} requests, "
-                     f"{jf['retries']} retries" + (", endpoint died" if jf["endpoint_dead"] else "")
-                     + (", json_schema rejected -> json_object" if jf["json_schema_rejected"] else ""))
+        lines.append(
+            f"judge: {jf['scored']}/{jf['cases']} scored, {jf['unscored']} unscored, {jf['requests']} requests, "
+            f"{jf['retries']} retries"
+            + (", endpoint died" if jf["endpoint_dead"] else "")
+            + (", json_schema rejected -> json_object" if jf["json_schema_rejected"] else "")
+        )
+    for suite, e in metrics["suites"].items():  # judge-based scores beside the paper's (scoring/panel.py)
+        for cond, b in e["conditions"].items():
+            jb = b.get("judge")
+            if jb and jb.get("metric"):
+                lines.append(f"judge {suite:<19} {cond:<13} {jb['metric']}: {_fmt(jb.get('score'))}")
     return "\n".join(lines)

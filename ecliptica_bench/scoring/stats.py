@@ -36,7 +36,7 @@ from typing import Callable, Hashable, Sequence
 import numpy as np
 
 DEFAULT_BOOT = 10_000
-CHUNK = 1_000           # resamples per weight chunk: bounds memory at CHUNK x n_clusters float32
+CHUNK = 1_000  # resamples per weight chunk: bounds memory at CHUNK x n_clusters float32
 CACHE_LIMIT = 30_000_000  # cache the full weight matrix when n_boot x n_clusters is at most this
 
 
@@ -49,8 +49,8 @@ class Score:
     ci_high: float | None = None
     n: int = 0
     unscored_reason: str | None = None
-    nan_resamples: int = 0          # bootstrap resamples where the statistic was undefined (dropped)
-    ci_note: str | None = None      # how the interval was made when not a plain percentile one, or why none
+    nan_resamples: int = 0  # bootstrap resamples where the statistic was undefined (dropped)
+    ci_note: str | None = None  # how the interval was made when not a plain percentile one, or why none
 
     @classmethod
     def unscored(cls, reason: str, n: int = 0) -> "Score":
@@ -64,13 +64,27 @@ class Score:
         return cls(float(value), None, None, int(n), None)
 
     def to_dict(self) -> dict:
-        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
-                "unscored_reason": self.unscored_reason, "nan_resamples": self.nan_resamples, "ci_note": self.ci_note}
+        return {
+            "value": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "n": self.n,
+            "unscored_reason": self.unscored_reason,
+            "nan_resamples": self.nan_resamples,
+            "ci_note": self.ci_note,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Score":
-        return cls(d.get("value"), d.get("ci_low"), d.get("ci_high"), int(d.get("n") or 0), d.get("unscored_reason"),
-                   int(d.get("nan_resamples") or 0), d.get("ci_note"))
+        return cls(
+            d.get("value"),
+            d.get("ci_low"),
+            d.get("ci_high"),
+            int(d.get("n") or 0),
+            d.get("unscored_reason"),
+            int(d.get("nan_resamples") or 0),
+            d.get("ci_note"),
+        )
 
     def contains_estimate(self) -> bool:
         """True when there is no interval, or the interval holds the point estimate."""
@@ -86,8 +100,14 @@ class Statistic:
     `no_ci`: a reason not to bootstrap this statistic (None: bootstrap it). `abs_of`: this statistic is
     |abs_of|, and its interval is derived from abs_of's (see the module docstring)."""
 
-    def __init__(self, clusters: Sequence[Hashable], from_weights: Callable[[np.ndarray], np.ndarray], n: int,
-                 no_ci: str | None = None, abs_of: "Statistic | None" = None):
+    def __init__(
+        self,
+        clusters: Sequence[Hashable],
+        from_weights: Callable[[np.ndarray], np.ndarray],
+        n: int,
+        no_ci: str | None = None,
+        abs_of: "Statistic | None" = None,
+    ):
         self.clusters = list(clusters)
         if len(set(self.clusters)) != len(self.clusters):
             raise ValueError("cluster keys must be unique")
@@ -252,8 +272,14 @@ class Bootstrap:
         return Score(value, lo, hi, stat.n, None, nan, "; ".join(notes) or None)
 
 
-def clustered_bootstrap(keys: Sequence[Hashable], values: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] | None = None,
-                        n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95) -> Score:
+def clustered_bootstrap(
+    keys: Sequence[Hashable],
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Score:
     """Convenience: per-row `values` (n x k) summed per cluster, `statistic` of the totals (default: the
     mean of a single column, NaNs dropped). Returns the point estimate with a percentile CI."""
     if statistic is None:
@@ -264,8 +290,14 @@ def clustered_bootstrap(keys: Sequence[Hashable], values: np.ndarray, statistic:
     return Bootstrap(stat.clusters, n_boot, seed, level).score(stat)
 
 
-def paired_difference(keys_a: Sequence[Hashable], values_a: np.ndarray, keys_b: Sequence[Hashable], values_b: np.ndarray,
-                      n_boot: int = DEFAULT_BOOT, seed: int = 0) -> Score:
+def paired_difference(
+    keys_a: Sequence[Hashable],
+    values_a: np.ndarray,
+    keys_b: Sequence[Hashable],
+    values_b: np.ndarray,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+) -> Score:
     """mean(a) - mean(b), clustered: a prompt drawn into a resample brings its rows from both sides."""
     d = difference(mean_statistic(keys_a, values_a), mean_statistic(keys_b, values_b))
     return Bootstrap(d.clusters, n_boot, seed).score(d)

@@ -21,15 +21,20 @@ BASE_COLUMNS = PUBLISHED_COLUMNS + OUR_COLUMNS
 class Suite:
     name: str
     description: str
-    metric: str                     # the paper-compatible headline metric, e.g. "M1 awareness"
-    max_new_tokens: int             # the paper's generation budget for this suite
-    spec: ItemSpec                  # shape of prompts/<name>/*.yaml
-    text_field: str                 # bank field holding the user prompt
-    source_field: str | None        # bank field (or header key) copied into the `source` column
-    extra_columns: tuple[str, ...] = ()   # suite-specific columns carried into every row
+    metric: str  # the paper-compatible headline metric, e.g. "M1 awareness"
+    max_new_tokens: int  # the paper's generation budget for this suite
+    spec: ItemSpec  # shape of prompts/<name>/*.yaml
+    text_field: str  # bank field holding the user prompt
+    source_field: str | None  # bank field (or header key) copied into the `source` column
+    extra_columns: tuple[str, ...] = ()  # suite-specific columns carried into every row
     hub_loader: Callable[[Path | None], list[dict]] | None = field(default=None, compare=False)
     # two opposite instruction types that reports show side by side (default: the first two types)
     contrast: tuple[str, str] | None = None
+    # the suite's LLM-judge template in judges/ (its labels, allowed values and judge-based metric: scoring/judge.py)
+    judge_template: str = "ecliptica_judge_v1.j2"
+    # `ecliptica plan` default per-prompt SD of the signed Delta (scoring.power) when no run is given: a
+    # rough order of magnitude from the headline metric's scale, not an estimate; None: --from required
+    plan_sd: float | None = None
 
     def contrast_types(self) -> tuple[str, ...]:
         names = [t.name for t in self.instructions().types]
@@ -56,6 +61,7 @@ class Suite:
             return self.bundled_items()
         if self.hub_loader is None:
             from ..errors import EclipticaError
+
             raise EclipticaError(f"suite {self.name!r} has no hub source")
         return self.hub_loader(data_dir)
 
@@ -73,21 +79,23 @@ class Suite:
         for prompt_id, item in enumerate(order):
             for t in inst.types:
                 v = rng.randrange(len(t.variants))
-                rows.append({
-                    "prompt_id": prompt_id,
-                    "prompt": item["text"],
-                    "instruction_type": t.name,
-                    "instruction": t.variants[v],
-                    "expected_characteristics": [c.name for c in t.characteristics],
-                    "source": item["source"],
-                    "case_id": f"{self.name}/{item['id']}/{t.name}",
-                    "variant_index": v,
-                    "axis": t.axis,
-                    "dataset_version": DATASET_VERSION,
-                    "suite": self.name,
-                    "item_id": item["id"],
-                    **{c: item[c] for c in self.extra_columns},
-                })
+                rows.append(
+                    {
+                        "prompt_id": prompt_id,
+                        "prompt": item["text"],
+                        "instruction_type": t.name,
+                        "instruction": t.variants[v],
+                        "expected_characteristics": [c.name for c in t.characteristics],
+                        "source": item["source"],
+                        "case_id": f"{self.name}/{item['id']}/{t.name}",
+                        "variant_index": v,
+                        "axis": t.axis,
+                        "dataset_version": DATASET_VERSION,
+                        "suite": self.name,
+                        "item_id": item["id"],
+                        **{c: item[c] for c in self.extra_columns},
+                    }
+                )
         return rows
 
     @property

@@ -9,6 +9,7 @@ SUITE = Suite(
     description="Open instructions, each under a CONCISE (<=50 words) and a DETAILED (>=200 words) target.",
     metric="M4 mean words DETAILED / CONCISE",
     max_new_tokens=512,
+    plan_sd=1.5,
     spec=ItemSpec(
         list_key="items",
         fields={"prompt": str, "kind": str},
@@ -19,4 +20,5 @@ SUITE = Suite(
     text_field="prompt",
     source_field="kind",
     hub_loader=hub_loader("length_control"),
+    judge_template="length_control_judge_v1.j2",
 )

@@ -5,8 +5,13 @@ from ..data.hub import hub_loader
 from .base import Suite
 
 AXIOMS = {
-    "Civility & Tolerance", "Duty & Accountability", "Empathy & Helpfulness", "Information Seeking",
-    "Justice & Rights", "Well-being & Peace", "Wisdom & Knowledge",
+    "Civility & Tolerance",
+    "Duty & Accountability",
+    "Empathy & Helpfulness",
+    "Information Seeking",
+    "Justice & Rights",
+    "Well-being & Peace",
+    "Wisdom & Knowledge",
 }
 
 SUITE = Suite(
@@ -14,6 +19,7 @@ SUITE = Suite(
     description="Safe and unsafe prompts over 7 axioms under one generic safe-assistant instruction.",
     metric="M5 AQI (Alignment Quality Index)",
     max_new_tokens=150,
+    plan_sd=30.0,
     spec=ItemSpec(
         list_key="items",
         fields={"prompt": str, "axiom": str, "label": str},
@@ -25,4 +31,5 @@ SUITE = Suite(
     source_field="axiom",
     extra_columns=("axiom", "label"),
     hub_loader=hub_loader("litmus"),
+    judge_template="litmus_judge_v1.j2",
 )

@@ -16,6 +16,7 @@ SUITE = Suite(
     description="Questions about common misconceptions, each under an HONEST and a CONFIDENT instruction.",
     metric="M2 hedging rate HONEST - CONFIDENT",
     max_new_tokens=256,
+    plan_sd=0.6,
     spec=ItemSpec(
         list_key="items",
         fields={"question": str, "best_answer": str, "correct_answers": list, "incorrect_answers": list, "category": str},
@@ -27,4 +28,5 @@ SUITE = Suite(
     source_field="category",
     extra_columns=("best_answer", "correct_answers", "incorrect_answers"),
     hub_loader=hub_loader("truthfulqa"),
+    judge_template="truthfulqa_judge_v1.j2",
 )

@@ -49,7 +49,9 @@ def sft_nll(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | Non
     return -token_logps(logits, labels).mean()
 
 
-def sequence_logps(logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_logps(
+    logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of log p over each row's completion tokens, and the number of those tokens.
 
     logits (B, T, V) from a causal LM over input_ids (B, T); completion_mask (B, T) marks completion tokens.
@@ -123,23 +125,27 @@ class _CompletionHead(torch.autograd.Function):
                 grad_h[s:e] = (gz @ w).float()
             if need_w:
                 grad_w += (gz.t() @ hidden[s:e].to(ctx.cdt)).float()
-        return (grad_h.to(hidden.dtype) if need_h else None, grad_w.to(weight.dtype) if need_w else None,
-                None, None, None, None)
+        return (grad_h.to(hidden.dtype) if need_h else None, grad_w.to(weight.dtype) if need_w else None, None, None, None, None)
 
 
 @dataclass
 class HeadOutput:
-    logps: torch.Tensor               # (n,) log p(label)
-    kl: torch.Tensor | None           # (n,) KL(pi || pi_ref) over the vocabulary, with ref_logq only
-    entropy: torch.Tensor             # (n,) no gradient
-    mean_logit: torch.Tensor          # (n,) no gradient
-    is_top1: torch.Tensor             # (n,) label is the argmax; no gradient
-    logq: torch.Tensor | None         # (n, V) log-softmax, with keep_logq only (the reference pass keeps it)
+    logps: torch.Tensor  # (n,) log p(label)
+    kl: torch.Tensor | None  # (n,) KL(pi || pi_ref) over the vocabulary, with ref_logq only
+    entropy: torch.Tensor  # (n,) no gradient
+    mean_logit: torch.Tensor  # (n,) no gradient
+    is_top1: torch.Tensor  # (n,) label is the argmax; no gradient
+    logq: torch.Tensor | None  # (n, V) log-softmax, with keep_logq only (the reference pass keeps it)
 
 
-def completion_head(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
-                    ref_logq: torch.Tensor | None = None, chunk_tokens: int = 256,
-                    keep_logq: bool = False) -> HeadOutput:
+def completion_head(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    ref_logq: torch.Tensor | None = None,
+    chunk_tokens: int = 256,
+    keep_logq: bool = False,
+) -> HeadOutput:
     """Project completion-position hidden states (n, H) through the LM head weight (V, H), `chunk_tokens`
     rows at a time, and score them: log p(label) per token and, given the reference's log-softmax
     `ref_logq` (n, V), the token-level KL(pi || pi_ref) over the full vocabulary (not the signed log-ratio
@@ -151,8 +157,13 @@ def completion_head(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     return HeadOutput(*out)
 
 
-def dpo_sigmoid_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
-                     ref_rejected_logps: torch.Tensor, beta: float) -> torch.Tensor:
+def dpo_sigmoid_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """-log sigmoid(beta x margin) per pair. Not used for training (trl computes the DPO term); it is the
     written-out formula the tests and `evaluate_preferences` check trl's value and the implicit reward against."""
     margin = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)

@@ -24,12 +24,12 @@ import torch
 
 @dataclass
 class PackPlan:
-    input_ids: torch.Tensor      # (R, L) packed tokens
-    position_ids: torch.Tensor   # (R, L) position of each token in its own sequence
-    unit: torch.Tensor           # (R, L) tokens attend only within their unit (a pair, a sequence or a row's dummy end)
-    branch: torch.Tensor         # (R, L) 0 = shared prefix; k > 0 = a tail, which sees the prefix and its own tail
-    index: torch.Tensor          # (B, T) flat index into input_ids.view(-1) of each padded position; -1 at padding
-    real_tokens: int             # non-padding tokens of the padded batch
+    input_ids: torch.Tensor  # (R, L) packed tokens
+    position_ids: torch.Tensor  # (R, L) position of each token in its own sequence
+    unit: torch.Tensor  # (R, L) tokens attend only within their unit (a pair, a sequence or a row's dummy end)
+    branch: torch.Tensor  # (R, L) 0 = shared prefix; k > 0 = a tail, which sees the prefix and its own tail
+    index: torch.Tensor  # (B, T) flat index into input_ids.view(-1) of each padded position; -1 at padding
+    real_tokens: int  # non-padding tokens of the padded batch
 
     @property
     def packed_tokens(self) -> int:
@@ -57,8 +57,9 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def plan_packing(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, paired: bool = True,
-                 pad_id: int = 0) -> PackPlan | None:
+def plan_packing(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, paired: bool = True, pad_id: int = 0
+) -> PackPlan | None:
     """The packed layout of a right-padded batch; None when the batch is not right-padded (left padding or
     holes), which the caller then runs as it is. paired: rows i and i + B/2 are the two completions of one
     prompt (trl's [chosen; rejected] order) and share their common prefix."""
@@ -85,7 +86,7 @@ def plan_packing(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, p
         return k + sum(lengths[r] - k for r in rows)
 
     cap = max([size(u) for u in units] + [1])
-    bins: list[list[int]] = []   # unit numbers per packed row, first-fit decreasing
+    bins: list[list[int]] = []  # unit numbers per packed row, first-fit decreasing
     fill: list[int] = []
     for u in sorted(range(len(units)), key=lambda u: -size(units[u])):
         s = size(units[u])
@@ -108,10 +109,10 @@ def plan_packing(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, p
     def place(r: int, off: int, tokens: list[int], start: int, u: int, br: int) -> torch.Tensor:
         n = len(tokens)
         if n:
-            ids[r, off:off + n] = torch.tensor(tokens, dtype=input_ids.dtype)
-            pos[r, off:off + n] = torch.arange(start, start + n)
-            unit[r, off:off + n] = u
-            branch[r, off:off + n] = br
+            ids[r, off : off + n] = torch.tensor(tokens, dtype=input_ids.dtype)
+            pos[r, off : off + n] = torch.arange(start, start + n)
+            unit[r, off : off + n] = u
+            branch[r, off : off + n] = br
         return torch.arange(r * cap + off, r * cap + off + n)
 
     next_unit = len(units)
@@ -124,10 +125,16 @@ def plan_packing(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, p
             for br, b in enumerate(rows, start=1):
                 index[b, :k] = shared
                 tail = place(r, off, seqs[b][k:], k, u, br if len(rows) > 1 else 0)
-                index[b, k:lengths[b]] = tail
+                index[b, k : lengths[b]] = tail
                 off += lengths[b] - k
-        if off < cap:   # the row's unused end: its own dummy sequence
+        if off < cap:  # the row's unused end: its own dummy sequence
             place(r, off, [pad_id] * (cap - off), 0, next_unit, 0)
             next_unit += 1
-    return PackPlan(ids.to(input_ids.device), pos.to(input_ids.device), unit.to(input_ids.device),
-                    branch.to(input_ids.device), index.to(input_ids.device), int(sum(lengths)))
+    return PackPlan(
+        ids.to(input_ids.device),
+        pos.to(input_ids.device),
+        unit.to(input_ids.device),
+        branch.to(input_ids.device),
+        index.to(input_ids.device),
+        int(sum(lengths)),
+    )

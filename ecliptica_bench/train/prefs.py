@@ -64,11 +64,11 @@ PREF_COLUMNS = REQUIRED_COLUMNS + ["source", "source_id"]
 class Kind:
     """One switching axis of the bundled switch pairs."""
 
-    suite: str                                       # whose instructions/<suite>.yaml supplies the instructions
-    types: dict[str, tuple[str, str]]                # instruction type -> (chosen field, rejected field)
+    suite: str  # whose instructions/<suite>.yaml supplies the instructions
+    types: dict[str, tuple[str, str]]  # instruction type -> (chosen field, rejected field)
     words: dict[str, tuple[int | None, int | None]]  # field -> inclusive (min, max) words, str.split
     markers: dict[str, tuple[str, bool]] = field(default_factory=dict)  # field -> ("refusal" | "hedging", must match)
-    max_length_ratio: float | None = None            # longer / shorter response, in words
+    max_length_ratio: float | None = None  # longer / shorter response, in words
 
     @property
     def fields(self) -> tuple[str, str]:
@@ -77,17 +77,23 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "safety": Kind(
-        "conditional_safety", {"strict": ("refusal", "helpful"), "permissive": ("helpful", "refusal")},
+        "conditional_safety",
+        {"strict": ("refusal", "helpful"), "permissive": ("helpful", "refusal")},
         words={"refusal": (20, 45), "helpful": (50, 110)},
-        markers={"refusal": ("refusal", True), "helpful": ("refusal", False)}),
+        markers={"refusal": ("refusal", True), "helpful": ("refusal", False)},
+    ),
     "length": Kind(
-        "length_control", {"concise": ("concise", "detailed"), "detailed": ("detailed", "concise")},
-        words={"concise": (12, 50), "detailed": (200, None)}),        # the suite's own targets: <= 50, >= 200
+        "length_control",
+        {"concise": ("concise", "detailed"), "detailed": ("detailed", "concise")},
+        words={"concise": (12, 50), "detailed": (200, None)},
+    ),  # the suite's own targets: <= 50, >= 200
     "epistemic": Kind(
-        "truthfulqa", {"honest": ("hedged", "direct"), "confident": ("direct", "hedged")},
+        "truthfulqa",
+        {"honest": ("hedged", "direct"), "confident": ("direct", "hedged")},
         words={"hedged": (15, 90), "direct": (10, 80)},
         markers={"hedged": ("hedging", True), "direct": ("hedging", False)},
-        max_length_ratio=1.6),
+        max_length_ratio=1.6,
+    ),
 }
 _ID_FIELDS = ("id", "prompt")
 
@@ -128,6 +134,7 @@ def eval_bank_prompts() -> dict[str, tuple[str, str]]:
 
 # ---------------------------------------------------------------------------------------------- bundled
 
+
 def load_switch_pairs(path: Path | None = None) -> list[dict]:
     """Read and validate switch pairs: one file, or (no path) every kind's file.
 
@@ -146,8 +153,9 @@ def load_switch_pairs(path: Path | None = None) -> list[dict]:
     return pairs
 
 
-def _load_pair_file(path: Path, expect: str | None, evals: dict, seen_ids: dict, seen_prompts: dict,
-                    problems: list[Problem]) -> list[dict]:
+def _load_pair_file(
+    path: Path, expect: str | None, evals: dict, seen_ids: dict, seen_prompts: dict, problems: list[Problem]
+) -> list[dict]:
     from ..scoring.paper import has_hedge, is_refusal, markers
 
     detectors = {"refusal": is_refusal, "hedging": has_hedge}
@@ -191,8 +199,11 @@ def _load_pair_file(path: Path, expect: str | None, evals: dict, seen_ids: dict,
         entry = f"id {item['id']!r}" if "id" in item else f"items[{i}]"
         bad = [Problem(f, entry, f"unknown field {k!r} for kind {kind_name!r}", at(k)) for k in sorted(set(item) - fields)]
         bad += [Problem(f, entry, f"missing field {k!r}", line) for k in sorted(fields - set(item))]
-        bad += [Problem(f, entry, f"{k} must be a non-empty string", at(k))
-                for k in sorted(fields & set(item)) if not (isinstance(item[k], str) and item[k].strip())]
+        bad += [
+            Problem(f, entry, f"{k} must be a non-empty string", at(k))
+            for k in sorted(fields & set(item))
+            if not (isinstance(item[k], str) and item[k].strip())
+        ]
         if bad:
             problems += bad
             continue
@@ -206,8 +217,14 @@ def _load_pair_file(path: Path, expect: str | None, evals: dict, seen_ids: dict,
         key = prompt_key(item["prompt"])
         if key in evals:
             suite, eid = evals[key]
-            problems.append(Problem(f, entry, f"prompt is eval prompt {eid!r} of prompts/{suite}: training prompts "
-                                              "must not come from an eval bank", at("prompt")))
+            problems.append(
+                Problem(
+                    f,
+                    entry,
+                    f"prompt is eval prompt {eid!r} of prompts/{suite}: training prompts must not come from an eval bank",
+                    at("prompt"),
+                )
+            )
         elif key in seen_prompts:
             problems.append(Problem(f, entry, f"same prompt as id {seen_prompts[key]!r}", at("prompt")))
         seen_prompts.setdefault(key, item["id"])
@@ -220,7 +237,7 @@ def _load_pair_file(path: Path, expect: str | None, evals: dict, seen_ids: dict,
             if hi is not None and n[k] > hi:
                 problems.append(Problem(f, entry, f"{k} has {n[k]} words, needs at most {hi}", at(k)))
         for k, (name, must) in kind.markers.items():
-            hit = bool(detectors[name]([item[k]])[0])      # the detector M2 / M3 score with
+            hit = bool(detectors[name]([item[k]])[0])  # the detector M2 / M3 score with
             if must and not hit:
                 problems.append(Problem(f, entry, f"{k} has no marker from judges/markers/{name}.txt", at(k)))
             elif hit and not must:
@@ -228,8 +245,14 @@ def _load_pair_file(path: Path, expect: str | None, evals: dict, seen_ids: dict,
                 phrase = f" {found.group(0)!r}" if found else " a marker"
                 problems.append(Problem(f, entry, f"{k} contains{phrase} from judges/markers/{name}.txt", at(k)))
         if kind.max_length_ratio and max(n.values()) > kind.max_length_ratio * min(n.values()):
-            problems.append(Problem(f, entry, f"{a} ({n[a]} words) and {b} ({n[b]} words) differ in length by more "
-                                              f"than {kind.max_length_ratio}x", at(a)))
+            problems.append(
+                Problem(
+                    f,
+                    entry,
+                    f"{a} ({n[a]} words) and {b} ({n[b]} words) differ in length by more than {kind.max_length_ratio}x",
+                    at(a),
+                )
+            )
         pairs.append({**item, "kind": kind_name})
     return pairs
 
@@ -245,22 +268,25 @@ def pair_rows(pairs: list[dict], seed: int = 42) -> list[dict]:
         for pair in sorted((p for p in pairs if p["kind"] == kind), key=lambda p: p["id"]):
             for itype, (chosen, rejected) in spec.types.items():
                 variants = inst.type(itype).variants
-                rows.append({
-                    "id": f"{pair['id']}/{itype}",
-                    "pair_id": pair["id"],
-                    "kind": kind,
-                    "instruction_type": itype,
-                    "instruction": variants[rng.randrange(len(variants))],
-                    "prompt": pair["prompt"],
-                    "chosen": pair[chosen],
-                    "rejected": pair[rejected],
-                    "source": "bundled",
-                    "source_id": "",
-                })
+                rows.append(
+                    {
+                        "id": f"{pair['id']}/{itype}",
+                        "pair_id": pair["id"],
+                        "kind": kind,
+                        "instruction_type": itype,
+                        "instruction": variants[rng.randrange(len(variants))],
+                        "prompt": pair["prompt"],
+                        "chosen": pair[chosen],
+                        "rejected": pair[rejected],
+                        "source": "bundled",
+                        "source_id": "",
+                    }
+                )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------- a local file
+
 
 def read_pref_file(path: Path) -> list[dict]:
     """Rows from a jsonl or parquet file with at least REQUIRED_COLUMNS; problems name file and row."""
@@ -271,13 +297,16 @@ def read_pref_file(path: Path) -> list[dict]:
     problems: list[Problem] = []
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
+
         try:
             table = pq.read_table(path)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
-            raise EclipticaError(f"{path}: cannot read parquet: {exc}") from None
+            raise EclipticaError(f"{path}: cannot read parquet: {exc}") from exc
         missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
         if missing:
-            raise ValidationError([Problem(f, None, f"missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED_COLUMNS)})")])
+            raise ValidationError(
+                [Problem(f, None, f"missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED_COLUMNS)})")]
+            )
         raw = [(i + 1, r) for i, r in enumerate(table.to_pylist())]
         where = "row"
     elif path.suffix in (".jsonl", ".json"):
@@ -302,7 +331,9 @@ def read_pref_file(path: Path) -> list[dict]:
         if not problems and raw:
             missing = [c for c in REQUIRED_COLUMNS if all(c not in r for _, r in raw)]
             if missing:
-                raise ValidationError([Problem(f, None, f"missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED_COLUMNS)})")])
+                raise ValidationError(
+                    [Problem(f, None, f"missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED_COLUMNS)})")]
+                )
     else:
         raise EclipticaError(f"{path}: preference file must be .jsonl or .parquet")
     if not raw and not problems:
@@ -311,8 +342,11 @@ def read_pref_file(path: Path) -> list[dict]:
     for n, r in raw:
         entry = f"{where} {n}" + (f" (id {r['id']!r})" if isinstance(r.get("id"), str) and r["id"] else "")
         bad = [Problem(f, entry, f"missing {c!r}", n if where == "line" else None) for c in REQUIRED_COLUMNS if c not in r]
-        bad += [Problem(f, entry, f"{c} must be a non-empty string", n if where == "line" else None)
-                for c in REQUIRED_COLUMNS if c in r and not (isinstance(r[c], str) and r[c].strip())]
+        bad += [
+            Problem(f, entry, f"{c} must be a non-empty string", n if where == "line" else None)
+            for c in REQUIRED_COLUMNS
+            if c in r and not (isinstance(r[c], str) and r[c].strip())
+        ]
         if bad:
             problems += bad
             continue
@@ -323,14 +357,20 @@ def read_pref_file(path: Path) -> list[dict]:
         if r["chosen"].strip() == r["rejected"].strip():
             problems.append(Problem(f, entry, "chosen and rejected are the same text", n if where == "line" else None))
             continue
-        rows.append({**{c: r[c] for c in REQUIRED_COLUMNS},
-                     "source": str(r.get("source") or path.name), "source_id": str(r.get("source_id") or "")})
+        rows.append(
+            {
+                **{c: r[c] for c in REQUIRED_COLUMNS},
+                "source": str(r.get("source") or path.name),
+                "source_id": str(r.get("source_id") or ""),
+            }
+        )
     if problems:
         raise ValidationError(problems)
     return rows
 
 
 # ---------------------------------------------------------------------------------------------- the hub
+
 
 def pku_rows(records, instruction: str, instruction_type: str = "strict") -> list[dict]:
     """PKU-SafeRLHF rows (the hub's own columns) -> preference rows under a refusal instruction.
@@ -357,18 +397,20 @@ def pku_rows(records, instruction: str, instruction_type: str = "strict") -> lis
             continue
         seen.add(key)
         pair = "pku-" + sha256_text(normalise_prompt(prompt))[:12]
-        out.append({
-            "id": f"pku-{key}",
-            "pair_id": pair,
-            "kind": "safety",
-            "instruction_type": instruction_type,
-            "instruction": instruction,
-            "prompt": prompt,
-            "chosen": chosen,
-            "rejected": rejected,
-            "source": PKU_REPO,
-            "source_id": str(n),
-        })
+        out.append(
+            {
+                "id": f"pku-{key}",
+                "pair_id": pair,
+                "kind": "safety",
+                "instruction_type": instruction_type,
+                "instruction": instruction,
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": PKU_REPO,
+                "source_id": str(n),
+            }
+        )
     return out
 
 
@@ -381,8 +423,7 @@ def pku_train_spec() -> dict:
         raise EclipticaError(f"prompts/hub_sources.yaml: conditional_safety source is {spec['repo']!r}, not {PKU_REPO}")
     spec["split"] = "train"
     if spec.get("files"):
-        spec["files"] = [str(PurePosixPath(f).with_name(PurePosixPath(f).name.replace("test", "train")))
-                         for f in spec["files"]]
+        spec["files"] = [str(PurePosixPath(f).with_name(PurePosixPath(f).name.replace("test", "train"))) for f in spec["files"]]
     return spec
 
 
@@ -398,7 +439,7 @@ def load_pku_records(hub_file: Path | None = None) -> tuple[list[dict], str]:
         try:
             return datasets.load_dataset(fmt, data_files=str(hub_file), split="train").to_list(), str(hub_file)
         except Exception as exc:  # noqa: BLE001 - an unreadable local copy is the user's input problem
-            raise EclipticaError(f"{hub_file}: cannot read as {fmt} ({type(exc).__name__})") from None
+            raise EclipticaError(f"{hub_file}: cannot read as {fmt} ({type(exc).__name__})") from exc
     from ..data.hub import read_source
 
     spec = pku_train_spec()
@@ -438,6 +479,7 @@ def overlap_report(rows: list[dict]) -> dict:
 
 # ---------------------------------------------------------------------------------------------- split + write
 
+
 def split_by_pair(rows: list[dict], heldout: float, seed: int) -> dict[str, list[dict]]:
     """Seeded split by pair_id, stratified by kind; both rows of a pair land on the same side."""
     if not 0.0 <= heldout < 1.0:
@@ -454,8 +496,15 @@ def split_by_pair(rows: list[dict], heldout: float, seed: int) -> dict[str, list
     return {"train": [r for r in rows if r["pair_id"] not in held], "heldout": [r for r in rows if r["pair_id"] in held]}
 
 
-def build_prefs(out: Path, source: str = "bundled", seed: int = 42, heldout: float = 0.2,
-                hub_file: Path | None = None, max_pairs: int | None = None, drop_eval_overlap: bool = False) -> dict:
+def build_prefs(
+    out: Path,
+    source: str = "bundled",
+    seed: int = 42,
+    heldout: float = 0.2,
+    hub_file: Path | None = None,
+    max_pairs: int | None = None,
+    drop_eval_overlap: bool = False,
+) -> dict:
     """Build the preference set into OUT (atomically); returns the manifest."""
     from ..suites import get_suite
 
@@ -475,9 +524,14 @@ def build_prefs(out: Path, source: str = "bundled", seed: int = 42, heldout: flo
         overlap = overlap_report(rows)
         for name, o in overlap["eval_sets"].items():
             if o["overlap"]:
-                log.warning("%d of %d training prompts (%.1f%%) also occur in the %s conditional-safety eval set%s",
-                            o["overlap"], overlap["prompts"], 100 * o["rate"], name,
-                            "; dropped (--drop-eval-overlap)" if drop_eval_overlap else "; pass --drop-eval-overlap to remove them")
+                log.warning(
+                    "%d of %d training prompts (%.1f%%) also occur in the %s conditional-safety eval set%s",
+                    o["overlap"],
+                    overlap["prompts"],
+                    100 * o["rate"],
+                    name,
+                    "; dropped (--drop-eval-overlap)" if drop_eval_overlap else "; pass --drop-eval-overlap to remove them",
+                )
         if drop_eval_overlap:
             ev = set().union(*eval_prompts().values())
             rows = [r for r in rows if normalise_prompt(r["prompt"]) not in ev]

@@ -31,6 +31,14 @@ Layout of OUT:
     summary.json        method, steps, seconds and tokens per step, peak memory, dtype, KL to the reference
                         (final, mean), held-out preference accuracy before/after (overall and per kind), config
     pref_eval.json      with --eval-heldout: the full held-out preference reports before and after training
+
+Batch size: --batch-size is the per-device batch (preference pairs per forward pass on each process), so
+one optimizer step sees batch_size x processes x grad_accum pairs. Several processes (`accelerate launch`,
+`torchrun`; dist.py) each take a different slice of the shuffled data: with P processes, step k's
+micro-batches are the same pairs that one process with --grad-accum P would see, and DDP averages the
+gradients as accumulation does (each micro-batch loss divided by grad_accum), so both runs take the same
+steps (tests/test_train_distributed.py). Only the main process writes OUT; the logged loss and terms
+(dpo, kl, sft, rewards) are means over all processes' micro-batches.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import logging
 import math
 import os
 import resource
+import shutil
 import sys
 import time
 import types
@@ -50,9 +59,12 @@ from pathlib import Path
 
 from ..data.io import sha256_file, staged_dir, write_json
 from ..errors import EclipticaError
-from .losses import KLSchedule, completion_head, token_logps
-from .packing import common_prefix, plan_packing
-from .prefs import MANIFEST as PREFS_MANIFEST, load_prefs
+from ..likelihood import pair_logps, tokenize_pair
+from . import dist
+from .losses import KLSchedule, completion_head
+from .packing import plan_packing
+from .prefs import MANIFEST as PREFS_MANIFEST
+from .prefs import load_prefs
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +73,21 @@ PROMPT_FORMATS = ("chat", "block")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_KL_WEIGHT = 2e-4
 DTYPES = ("auto", "float32", "bfloat16")
-LOG_COLUMNS = ["step", "epoch", "loss", "dpo", "kl", "sft", "reward_margin", "reward_accuracy", "kl_weight",
-               "learning_rate", "grad_norm", "tokens_seen", "seconds"]
+LOG_COLUMNS = [
+    "step",
+    "epoch",
+    "loss",
+    "dpo",
+    "kl",
+    "sft",
+    "reward_margin",
+    "reward_accuracy",
+    "kl_weight",
+    "learning_rate",
+    "grad_norm",
+    "tokens_seen",
+    "seconds",
+]
 CONFIG = "train_config.json"
 
 
@@ -77,8 +102,8 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = LORA_TARGETS
     beta: float = 0.1
-    kl_weight: float | None = None      # None: DEFAULT_KL_WEIGHT for cita, 0 for dpo
-    kl_anneal: str | None = None        # "START:END": linear over the run's steps, replaces kl_weight
+    kl_weight: float | None = None  # None: DEFAULT_KL_WEIGHT for cita, 0 for dpo
+    kl_anneal: str | None = None  # "START:END": linear over the run's steps, replaces kl_weight
     sft_weight: float = 0.0
     lr: float = 5e-6
     epochs: float = 1.0
@@ -93,8 +118,8 @@ class TrainConfig:
     resume: bool = False
     gradient_checkpointing: bool = False
     eval_heldout: bool = False
-    dtype: str = "auto"                 # auto: bf16 autocast where the hardware has native bf16, else fp32
-    pack: bool = True                   # padding-free, prompt-sharing batches (packing.py)
+    dtype: str = "auto"  # auto: bf16 autocast where the hardware has native bf16, else fp32
+    pack: bool = True  # padding-free, prompt-sharing batches (packing.py)
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
@@ -109,11 +134,15 @@ class TrainConfig:
             if self.kl_anneal:
                 sched = KLSchedule.parse(0.0, self.kl_anneal)
                 if not sched.active:
-                    raise EclipticaError("--kl-anneal 0:0 with --method cita: CITA needs a KL anchor to the reference "
-                                         "(a weight > 0); use --method dpo to train without it")
+                    raise EclipticaError(
+                        "--kl-anneal 0:0 with --method cita: CITA needs a KL anchor to the reference "
+                        "(a weight > 0); use --method dpo to train without it"
+                    )
             elif self.kl_weight is not None and self.kl_weight <= 0:
-                raise EclipticaError(f"--kl-weight {self.kl_weight:g} with --method cita: CITA's KL anchor to the "
-                                     "reference is mandatory (e.g. 2e-4); use --method dpo to train without it")
+                raise EclipticaError(
+                    f"--kl-weight {self.kl_weight:g} with --method cita: CITA's KL anchor to the "
+                    "reference is mandatory (e.g. 2e-4); use --method dpo to train without it"
+                )
         elif self.kl_anneal or (self.kl_weight or 0) > 0:
             raise EclipticaError(f"--kl-weight/--kl-anneal apply to --method cita only (got --method {self.method})")
         if self.method == "sft" and self.sft_weight:
@@ -137,6 +166,7 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------------------------------- data
 
+
 def prompt_messages(row: dict, prompt_format: str = "chat") -> list[dict]:
     """The conversation a preference row is trained on.
 
@@ -146,7 +176,9 @@ def prompt_messages(row: dict, prompt_format: str = "chat") -> list[dict]:
     from ..chat import messages_for
 
     if prompt_format == "block":
-        return [{"role": "user", "content": f"### Alignment Instruction:\n{row['instruction']}\n\n### User Prompt:\n{row['prompt']}"}]
+        return [
+            {"role": "user", "content": f"### Alignment Instruction:\n{row['instruction']}\n\n### User Prompt:\n{row['prompt']}"}
+        ]
     return messages_for({"instruction": row["instruction"], "prompt": row["prompt"]})
 
 
@@ -160,12 +192,15 @@ def trl_dataset(rows: list[dict], method: str, prompt_format: str = "chat"):
     if method == "sft":
         recs = [{"prompt": prompt_messages(r, prompt_format), "completion": asst(r["chosen"])} for r in rows]
     else:
-        recs = [{"prompt": prompt_messages(r, prompt_format), "chosen": asst(r["chosen"]), "rejected": asst(r["rejected"])}
-                for r in rows]
+        recs = [
+            {"prompt": prompt_messages(r, prompt_format), "chosen": asst(r["chosen"]), "rejected": asst(r["rejected"])}
+            for r in rows
+        ]
     return datasets.Dataset.from_list(recs)
 
 
 # ---------------------------------------------------------------------------------------------- the trainer
+
 
 def resolve_dtype(requested: str = "auto") -> str:
     """float32 or bfloat16 (autocast). auto: bf16 on CUDA with bf16 support and on CPUs with native bf16
@@ -204,15 +239,20 @@ class FusedHead:
 
         cfg = model.config.get_text_config()
         head = model.get_output_embeddings()
-        unsupported = [name for name in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
-                                         "lm_head_multiplier") if getattr(cfg, name, None) not in (None, 1, 1.0)]
+        unsupported = [
+            name
+            for name in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")
+            if getattr(cfg, name, None) not in (None, 1, 1.0)
+        ]
         if getattr(head, "bias", None) is not None:
             unsupported.append("an LM head bias")
         if getattr(cfg, "output_router_logits", False):
             unsupported.append("MoE router losses")
         if unsupported:
-            raise EclipticaError(f"{getattr(cfg, '_name_or_path', 'model')}: ecliptica's preference trainer does not "
-                                 f"support {', '.join(unsupported)}")
+            raise EclipticaError(
+                f"{getattr(cfg, '_name_or_path', 'model')}: ecliptica's preference trainer does not "
+                f"support {', '.join(unsupported)}"
+            )
         self.model = model
         self.output_cls = FusedCausalLMOutput
         impl = getattr(model.config, "_attn_implementation", None)
@@ -221,7 +261,7 @@ class FusedHead:
         self.mode: str | None = None
         self.ref_logq = None
         self.last: dict | None = None
-        self.tokens = {"padded": 0, "packed": 0, "real": 0}    # over policy passes: what packing saved
+        self.tokens = {"padded": 0, "packed": 0, "real": 0}  # over policy passes: what packing saved
         self._plan_for = (None, None)
         original = types.MethodType(type(model).forward, model)
 
@@ -266,19 +306,24 @@ class FusedHead:
         plan = self._plan(input_ids, attention_mask)
         if plan is not None:
             mask = plan.attention_mask(self.attn).to(input_ids.device)
-            hidden = backbone(input_ids=plan.input_ids, attention_mask=mask, position_ids=plan.position_ids,
-                              use_cache=False, **kwargs).last_hidden_state
+            hidden = backbone(
+                input_ids=plan.input_ids, attention_mask=mask, position_ids=plan.position_ids, use_cache=False, **kwargs
+            ).last_hidden_state
             index = plan.index
         else:
-            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                              **kwargs).last_hidden_state
+            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).last_hidden_state
             index = torch.arange(B * T, device=input_ids.device).view(B, T)
         lab = labels[:, 1:]
         sel = lab != -100
         h = hidden.reshape(-1, hidden.shape[-1])[index[:, :-1][sel]]
-        out = completion_head(h, self.model.get_output_embeddings().weight, lab[sel],
-                              ref_logq=self.ref_logq if self.mode == "policy" else None,
-                              chunk_tokens=self.chunk_tokens, keep_logq=self.mode == "ref")
+        out = completion_head(
+            h,
+            self.model.get_output_embeddings().weight,
+            lab[sel],
+            ref_logq=self.ref_logq if self.mode == "policy" else None,
+            chunk_tokens=self.chunk_tokens,
+            keep_logq=self.mode == "ref",
+        )
 
         def grid(x):
             return torch.zeros(sel.shape, dtype=x.dtype, device=x.device).masked_scatter(sel, x)
@@ -293,8 +338,14 @@ class FusedHead:
             self.tokens["packed"] += plan.packed_tokens if plan is not None else B * T
             self.tokens["real"] += real
         n = int(sel.sum())
-        return self.output_cls(loss=-out.logps.sum() / max(n, 1), log_probs=log_probs, entropy=grid(out.entropy),
-                               mean_logits=grid(out.mean_logit), is_top1=grid(out.is_top1), label_mask=sel)
+        return self.output_cls(
+            loss=-out.logps.sum() / max(n, 1),
+            log_probs=log_probs,
+            entropy=grid(out.entropy),
+            mean_logits=grid(out.mean_logit),
+            is_top1=grid(out.is_top1),
+            label_mask=sel,
+        )
 
 
 def _preference_trainer_cls():
@@ -303,33 +354,48 @@ def _preference_trainer_cls():
     class PreferenceTrainer(DPOTrainer):
         """trl's DPOTrainer plus CITA's KL anchor and an optional SFT term (see the module docstring)."""
 
-        def __init__(self, *args, kl_schedule: KLSchedule = KLSchedule(0.0, 0.0), sft_weight: float = 0.0,
-                     kl_chunk_tokens: int = 256, pack: bool = True, **kwargs):
+        def __init__(
+            self,
+            *args,
+            kl_schedule: KLSchedule = KLSchedule(0.0, 0.0),
+            sft_weight: float = 0.0,
+            kl_chunk_tokens: int = 256,
+            pack: bool = True,
+            **kwargs,
+        ):
             self.kl_schedule = kl_schedule
             self.sft_weight = float(sft_weight)
             super().__init__(*args, **kwargs)
             if self.precompute_ref_logps:
-                raise EclipticaError("the per-step reference forward gives the KL term (and its logging for dpo); "
-                                     "precompute_ref_log_probs must be off")
+                raise EclipticaError(
+                    "the per-step reference forward gives the KL term (and its logging for dpo); "
+                    "precompute_ref_log_probs must be off"
+                )
             if self.ref_model is not None:
-                raise EclipticaError("PreferenceTrainer trains a LoRA adapter: the reference is the base model with "
-                                     "the adapter disabled (pass a peft_config)")
-            self.head = FusedHead(self.accelerator.unwrap_model(self.model).get_base_model(), pack=pack,
-                                  chunk_tokens=kl_chunk_tokens)
+                raise EclipticaError(
+                    "PreferenceTrainer trains a LoRA adapter: the reference is the base model with "
+                    "the adapter disabled (pass a peft_config)"
+                )
+            self.head = FusedHead(
+                self.accelerator.unwrap_model(self.model).get_base_model(), pack=pack, chunk_tokens=kl_chunk_tokens
+            )
 
         def current_kl_weight(self) -> float:
             return self.kl_schedule.at(self.state.global_step, max(self.state.max_steps, 1))
 
         def _compute_loss(self, model, inputs, return_outputs):
+            import torch
+
             mode = "train" if self.model.training else "eval"
             want_kl, want_sft = self.kl_schedule.active, self.sft_weight > 0
             try:
                 self.head.begin("ref")
-                ref_chosen, ref_rejected = self.compute_ref_log_probs(model, inputs)   # the one reference forward
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(model, inputs)  # the one reference forward
                 self.head.begin("policy")
-                self.precompute_ref_logps = True     # trl takes the reference log-probs from the batch
+                self.precompute_ref_logps = True  # trl takes the reference log-probs from the batch
                 result = super()._compute_loss(
-                    model, {**inputs, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}, return_outputs)
+                    model, {**inputs, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}, return_outputs
+                )
             finally:
                 self.precompute_ref_logps = False
                 last = self.head.end()
@@ -344,14 +410,23 @@ def _preference_trainer_cls():
                 total = total + kl_w * kl
             sft = None
             if want_sft:
-                half = last["sel"].shape[0] // 2            # batch = [chosen; rejected]
+                half = last["sel"].shape[0] // 2  # batch = [chosen; rejected]
                 chosen = last["log_probs"][:half][last["sel"][:half]]
                 sft = -chosen.mean() if chosen.numel() else chosen.sum()
                 total = total + self.sft_weight * sft
+            # means over the processes (a collective: every process computes the loss of each micro-batch)
+            terms = torch.stack(
+                [
+                    dpo.detach().float(),
+                    kl.detach().float(),
+                    sft.detach().float() if sft is not None else dpo.new_tensor(float("nan")).float(),
+                ]
+            )
+            terms = self.accelerator.gather(terms.reshape(1, 3)).mean(0).tolist()
             m = self._metrics[mode]
-            m["dpo"].append(float(dpo.detach()))
-            m["kl"].append(float(kl.detach()))
-            m["sft"].append(float(sft.detach()) if sft is not None else float("nan"))
+            m["dpo"].append(terms[0])
+            m["kl"].append(terms[1])
+            m["sft"].append(terms[2])
             m["kl_weight"].append(kl_w)
             return (total, outputs) if return_outputs else total
 
@@ -362,11 +437,22 @@ def _csv_callback_cls():
     from transformers import TrainerCallback
 
     class CSVLogCallback(TrainerCallback):
-        """One CSV row per logged step, flushed as it happens (logging_steps=1: every optimizer step)."""
+        """One CSV row per logged step, flushed as it happens (logging_steps=1: every optimizer step).
+        Every process keeps the rows; only the main one writes the file."""
 
-        KEYS = {"loss": "loss", "dpo": "dpo", "kl": "kl", "sft": "sft", "rewards/margins": "reward_margin",
-                "rewards/accuracies": "reward_accuracy", "kl_weight": "kl_weight", "learning_rate": "learning_rate",
-                "grad_norm": "grad_norm", "num_tokens": "tokens_seen", "epoch": "epoch"}
+        KEYS = {
+            "loss": "loss",
+            "dpo": "dpo",
+            "kl": "kl",
+            "sft": "sft",
+            "rewards/margins": "reward_margin",
+            "rewards/accuracies": "reward_accuracy",
+            "kl_weight": "kl_weight",
+            "learning_rate": "learning_rate",
+            "grad_norm": "grad_norm",
+            "num_tokens": "tokens_seen",
+            "epoch": "epoch",
+        }
 
         def __init__(self, path: Path, method: str):
             self.path = path
@@ -385,6 +471,9 @@ def _csv_callback_cls():
                 row["tokens_seen"] = int(row["tokens_seen"])
             if self.method == "sft":
                 row["sft"] = logs["loss"]
+            self.rows.append(row)
+            if not state.is_world_process_zero:
+                return
             new = not self.path.exists() or self.path.stat().st_size == 0
             with open(self.path, "a", newline="", encoding="utf-8") as fh:
                 w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
@@ -392,7 +481,6 @@ def _csv_callback_cls():
                     w.writeheader()
                 w.writerow(row)
                 fh.flush()
-            self.rows.append(row)
 
     return CSVLogCallback
 
@@ -402,13 +490,15 @@ def _load_model(path: str, dtype):
 
     p = Path(path)
     if p.suffix == ".gguf" or (p.is_dir() and not (p / "config.json").exists() and any(p.glob("*.gguf"))):
-        raise EclipticaError(f"{path}: trl cannot train a GGUF-loaded model; convert it to an HF folder "
-                             "(the smollm2-135m alias does this for the embedded model)")
+        raise EclipticaError(
+            f"{path}: trl cannot train a GGUF-loaded model; convert it to an HF folder "
+            "(the smollm2-135m alias does this for the embedded model)"
+        )
     try:
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except OSError as exc:
-        raise EclipticaError(f"{path}: cannot load model ({str(exc).splitlines()[0]})") from None
+        raise EclipticaError(f"{path}: cannot load model ({str(exc).splitlines()[0]})") from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok
@@ -421,8 +511,14 @@ def _lora_config(cfg: TrainConfig, model):
     missing = [t for t in cfg.lora_targets if t not in names]
     if missing:
         raise EclipticaError(f"{cfg.model}: no module named {', '.join(missing)} for LoRA; set --lora-targets")
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def _versions() -> dict:
@@ -432,53 +528,91 @@ def _versions() -> dict:
     import trl
 
     from .. import __version__
-    return {"ecliptica_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "peft": peft.__version__, "python": sys.version.split()[0]}
+
+    return {
+        "ecliptica_bench": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
 def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path, callbacks=(), model_path: str | None = None):
     """The configured trl trainer (PreferenceTrainer for cita/dpo, SFTTrainer for sft), not yet trained."""
     import torch
+
     from ..models import resolve_model
 
     model_path = model_path or resolve_model(cfg.model)
-    use_bf16 = resolve_dtype(cfg.dtype) == "bfloat16"       # autocast over fp32 weights
+    use_bf16 = resolve_dtype(cfg.dtype) == "bfloat16"  # autocast over fp32 weights
     if use_bf16 and not torch.cuda.is_available() and not cpu_has_native_bf16():
-        log.warning("--dtype bfloat16 on a CPU without native bf16 matmuls (AVX512-BF16/AMX): emulated, much "
-                    "slower than float32")
+        log.warning("--dtype bfloat16 on a CPU without native bf16 matmuls (AVX512-BF16/AMX): emulated, much slower than float32")
     model, tok = _load_model(model_path, torch.float32)
     peft_config = _lora_config(cfg, model)
     common = dict(
-        output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.lr, lr_scheduler_type="cosine", num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps if cfg.max_steps else -1, logging_steps=1, report_to="none", seed=cfg.seed,
-        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500, save_total_limit=2,
-        bf16=use_bf16, use_cpu=not torch.cuda.is_available(), max_length=cfg.max_length, dataloader_num_workers=0,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="cosine",
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps else -1,
+        logging_steps=1,
+        report_to="none",
+        seed=cfg.seed,
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=2,
+        bf16=use_bf16,
+        use_cpu=not torch.cuda.is_available(),
+        max_length=cfg.max_length,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every LoRA weight is on the policy's path
     )
     from transformers import TrainingArguments
 
     # transformers >= 5.2x renamed gradient_checkpointing (trl still defaults the old name to True)
-    ckpt_field = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+    ckpt_field = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
         else "gradient_checkpointing"
+    )
     common[ckpt_field] = cfg.gradient_checkpointing
     dataset = trl_dataset(rows, cfg.method, cfg.prompt_format)
     if cfg.method == "sft":
         from trl import SFTConfig, SFTTrainer
 
         args = SFTConfig(**common, completion_only_loss=True, packing=False)
-        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                          peft_config=peft_config, callbacks=list(callbacks))
+        return SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tok,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
     from trl import DPOConfig
 
     args = DPOConfig(**common, beta=cfg.beta, loss_type=["sigmoid"], precompute_ref_log_probs=False)
-    return _preference_trainer_cls()(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                                     peft_config=peft_config, callbacks=list(callbacks),
-                                     kl_schedule=cfg.kl_schedule, sft_weight=cfg.sft_weight, pack=cfg.pack)
+    return _preference_trainer_cls()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=list(callbacks),
+        kl_schedule=cfg.kl_schedule,
+        sft_weight=cfg.sft_weight,
+        pack=cfg.pack,
+    )
 
 
 def _last_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = sorted((p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]))
+    found = sorted(
+        (p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1])
+    )
     return found[-1] if found else None
 
 
@@ -505,15 +639,18 @@ def _prepare_out(cfg: TrainConfig, out: Path, data_sha: str, model_path: str) ->
         old = {k: old.get(k, defaults.get(k)) for k in now}
         diff = [k for k in now if old[k] != now[k]]
         if diff:
-            raise EclipticaError(f"{out}: --resume with different settings than the recorded run: "
-                                 + ", ".join(f"{k} {old.get(k)!r} -> {now[k]!r}" for k in diff))
+            raise EclipticaError(
+                f"{out}: --resume with different settings than the recorded run: "
+                + ", ".join(f"{k} {old.get(k)!r} -> {now[k]!r}" for k in diff)
+            )
         last = _last_checkpoint(out / "checkpoints")
         if last is None:
             raise EclipticaError(f"{out}: nothing to resume (no checkpoints/checkpoint-N; train with --save-steps N)")
         state = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))
         if state.get("max_steps") and state["global_step"] >= state["max_steps"]:
-            raise EclipticaError(f"{out}: the run already finished (step {state['global_step']} of {state['max_steps']}); "
-                                 "nothing to resume")
+            raise EclipticaError(
+                f"{out}: the run already finished (step {state['global_step']} of {state['max_steps']}); nothing to resume"
+            )
         return
     if out.exists() and any(out.iterdir()):
         if not cpath.exists():
@@ -531,8 +668,9 @@ def _truncate_log(path: Path, upto_step: int) -> None:
         return
     with open(path, newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= upto_step]
-    from ..data.io import atomic_write_text
     import io
+
+    from ..data.io import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
@@ -549,9 +687,14 @@ def kl_summary(log_path: Path, optimised: bool) -> dict | None:
         kls = [float(r["kl"]) for r in csv.DictReader(fh) if r.get("kl") not in (None, "")]
     if not kls:
         return None
-    return {"final": kls[-1], "mean": sum(kls) / len(kls), "max": max(kls), "steps": len(kls),
-            "optimised": optimised,
-            "measure": "mean over completion tokens of KL(pi || pi_ref) over the vocabulary, per step"}
+    return {
+        "final": kls[-1],
+        "mean": sum(kls) / len(kls),
+        "max": max(kls),
+        "steps": len(kls),
+        "optimised": optimised,
+        "measure": "mean over completion tokens of KL(pi || pi_ref) over the vocabulary, per step",
+    }
 
 
 def accuracy_table(report: dict) -> dict:
@@ -566,11 +709,63 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-_BASE_EVAL: dict[tuple, dict] = {}   # held-out preference evaluation of a base model, per process
+_BASE_EVAL: dict[tuple, dict] = {}  # held-out preference evaluation of a base model, per process
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train and save; returns the summary (also written to OUT/summary.json)."""
+def _start_out(cfg: TrainConfig, out: Path, rows: list[dict], data_sha: str, dtype: str, processes: int) -> None:
+    """The main process's part before training: check OUT, then record the run (or trim the log on --resume)."""
+    from ..models import resolve_model
+
+    model_path = resolve_model(cfg.model)  # the embedded alias converts once, here, before the others read it
+    _prepare_out(cfg, out, data_sha, model_path)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / _STAGING, ignore_errors=True)  # a gathered adapter a killed run left behind
+    if not cfg.resume:
+        write_json(
+            out / CONFIG,
+            {
+                **asdict(cfg),
+                **_run_defining(cfg),
+                "dtype_resolved": dtype,
+                "model_path": model_path,
+                "data_sha256": data_sha,
+                "train_rows": len(rows),
+                "processes": processes,
+                "effective_batch": cfg.batch_size * processes * cfg.grad_accum,
+                "kl_schedule": asdict(cfg.kl_schedule),
+                "versions": _versions(),
+            },
+        )
+    else:
+        last = _last_checkpoint(out / "checkpoints")
+        state = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))
+        _truncate_log(out / "train_log.csv", int(state["global_step"]))
+
+
+_STAGING = ".adapter.gathered"  # FSDP/DeepSpeed: where trainer.save_model gathers the sharded adapter
+
+
+def _save_adapter(trainer, out: Path, sharded: bool) -> None:
+    """OUT/adapter (+ tokenizer), on the main process. A sharded run's adapter was gathered by every process
+    into OUT/.adapter.gathered first (trainer.save_model); DDP's main process holds the whole model."""
+    with staged_dir(out / "adapter", "adapter_config.json") as tmp:
+        if sharded:
+            for f in (out / _STAGING).iterdir():
+                if f.name != "training_args.bin":
+                    shutil.move(str(f), tmp / f.name)
+            shutil.rmtree(out / _STAGING, ignore_errors=True)
+        else:
+            trainer.model.save_pretrained(tmp)
+        trainer.processing_class.save_pretrained(tmp)
+
+
+def train(cfg: TrainConfig) -> dict | None:
+    """Train and save; returns the summary (also written to OUT/summary.json).
+
+    Under a multi-process launch (dist.py) every process trains; the main one alone checks and writes OUT,
+    evaluates (once) and returns the summary, the others return None."""
+    import torch
+
     from ..models import resolve_model
 
     cfg.check()
@@ -581,33 +776,11 @@ def train(cfg: TrainConfig) -> dict:
     if not rows:
         raise EclipticaError(f"{data_dir}: the train split is empty")
     data_sha = sha256_file(data_dir / PREFS_MANIFEST)
-    model_path = resolve_model(cfg.model)
-    _prepare_out(cfg, out, data_sha, model_path)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     dtype = resolve_dtype(cfg.dtype)
-    if not cfg.resume:
-        write_json(out / CONFIG, {**asdict(cfg), **_run_defining(cfg), "dtype_resolved": dtype, "model_path": model_path,
-                                  "data_sha256": data_sha, "train_rows": len(rows),
-                                  "kl_schedule": asdict(cfg.kl_schedule), "versions": _versions()})
-    else:
-        last = _last_checkpoint(ckpt_dir)
-        state = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))
-        _truncate_log(out / "train_log.csv", int(state["global_step"]))
-
-    heldout = load_prefs(data_dir, "heldout") if cfg.eval_heldout else []
-    pref_eval = {}
-    if heldout and cfg.resume and (out / "pref_eval.json").exists():
-        pref_eval = {k: v for k, v in json.loads((out / "pref_eval.json").read_text(encoding="utf-8")).items()
-                     if k == "before"}
-    if heldout and not pref_eval:
-        # the base model's held-out accuracy is the same for every method trained on these data in this process
-        # (the demo trains DPO then CITA): compute it once
-        memo = (model_path, data_sha, cfg.beta, cfg.max_length, cfg.prompt_format)
-        if memo not in _BASE_EVAL:
-            _BASE_EVAL[memo] = evaluate_preferences(model_path, None, heldout, beta=cfg.beta,
-                                                    max_length=cfg.max_length, prompt_format=cfg.prompt_format)
-        pref_eval["before"] = _BASE_EVAL[memo]
+    procs = dist.state()
+    dist.on_main(_start_out, cfg, out, rows, data_sha, dtype, procs.num_processes)  # the others wait for it
+    model_path = resolve_model(cfg.model)
 
     csv_cb = _csv_callback_cls()(out / "train_log.csv", cfg.method)
     trainer = build_trainer(cfg, rows, ckpt_dir, callbacks=[csv_cb], model_path=model_path)
@@ -615,34 +788,65 @@ def train(cfg: TrainConfig) -> dict:
     result = trainer.train(resume_from_checkpoint=str(_last_checkpoint(ckpt_dir)) if cfg.resume else None)
     seconds = time.perf_counter() - t0
     steps_run = len(csv_cb.rows)
+    tokens = None
+    if hasattr(trainer, "head"):  # summed over the processes (a collective)
+        keys = sorted(trainer.head.tokens)
+        total = trainer.accelerator.reduce(
+            torch.tensor([trainer.head.tokens[k] for k in keys], dtype=torch.float64, device=trainer.accelerator.device),
+            reduction="sum",
+        )
+        tokens = {k: int(v) for k, v in zip(keys, total.tolist())}
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+    if sharded:
+        trainer.save_model(str(out / _STAGING))  # every process takes part; the main one writes
+    if not procs.is_main_process:
+        return None
 
-    model = trainer.model
     tok = trainer.processing_class
-    with staged_dir(out / "adapter", "adapter_config.json") as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+    _save_adapter(trainer, out, sharded)
     if cfg.merge:
+        if sharded:  # this process holds a shard only: merge the saved adapter into a fresh base
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(_load_model(model_path, torch.float32)[0], str(out / "adapter"))
+        else:
+            model = trainer.model
         merged = model.merge_and_unload()
         with staged_dir(out / "merged", "config.json") as tmp:
             merged.save_pretrained(tmp)
             tok.save_pretrained(tmp)
+    heldout = load_prefs(data_dir, "heldout") if cfg.eval_heldout else []
+    pref_eval = {}
+    if heldout and cfg.resume and (out / "pref_eval.json").exists():
+        pref_eval = {k: v for k, v in json.loads((out / "pref_eval.json").read_text(encoding="utf-8")).items() if k == "before"}
+    if heldout and not pref_eval:
+        # the base model's held-out accuracy is the same for every method trained on these data in this process
+        # (the demo trains DPO then CITA): compute it once
+        memo = (model_path, data_sha, cfg.beta, cfg.max_length, cfg.prompt_format)
+        if memo not in _BASE_EVAL:
+            _BASE_EVAL[memo] = evaluate_preferences(
+                model_path, None, heldout, beta=cfg.beta, max_length=cfg.max_length, prompt_format=cfg.prompt_format
+            )
+        pref_eval["before"] = _BASE_EVAL[memo]
     if heldout:
-        pref_eval["after"] = evaluate_preferences(model_path, out / "adapter", heldout, beta=cfg.beta,
-                                                  max_length=cfg.max_length, prompt_format=cfg.prompt_format)
+        pref_eval["after"] = evaluate_preferences(
+            model_path, out / "adapter", heldout, beta=cfg.beta, max_length=cfg.max_length, prompt_format=cfg.prompt_format
+        )
         write_json(out / "pref_eval.json", pref_eval)
     last = csv_cb.rows[-1] if csv_cb.rows else {}
-    tokens = dict(trainer.head.tokens) if hasattr(trainer, "head") else None
     summary = {
         "method": cfg.method,
         "model_path": model_path,
         "dtype": dtype,
         "global_step": trainer.state.global_step,
         "steps_this_run": steps_run,
+        "processes": procs.num_processes,
+        "effective_batch": cfg.batch_size * procs.num_processes * cfg.grad_accum,  # pairs per optimizer step
         "train_seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / steps_run, 3) if steps_run else None,
         "tokens_per_second": round(tokens["real"] / seconds, 1) if tokens and seconds > 0 else None,
-        "tokens": tokens,     # padded: as trl batches them; packed: what the backbone ran; real: non-padding
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "tokens": tokens,  # padded: as trl batches them; packed: what the backbone ran; real: non-padding
+        "peak_rss_mb": round(peak_rss_mb(), 1),  # of the main process
         "train_loss": result.training_loss,
         "last": {k: last.get(k) for k in ("loss", "dpo", "kl", "sft", "reward_margin", "reward_accuracy", "kl_weight")},
         "kl_to_reference": kl_summary(out / "train_log.csv", optimised=cfg.method == "cita"),
@@ -658,35 +862,17 @@ def train(cfg: TrainConfig) -> dict:
 
 # ---------------------------------------------------------------------------------------------- evaluation
 
-def _tokenize_pair(tok, prompt_msgs: list[dict], chosen: str, rejected: str) -> dict:
-    """prompt_ids / chosen_ids / rejected_ids the way trl's DPOTrainer tokenizes a conversational row:
-    the completion starts where the rendered prompt and prompt+completion diverge."""
-    def ids(msgs, gen):
-        out = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=gen)
-        return list(out["input_ids"] if hasattr(out, "keys") else out)
 
-    p = ids(prompt_msgs, True)
-    pc = ids(prompt_msgs + [{"role": "assistant", "content": chosen}], False)
-    pr = ids(prompt_msgs + [{"role": "assistant", "content": rejected}], False)
-
-    k = min(common_prefix(p, pc), common_prefix(p, pr))
-    return {"prompt_ids": p[:k], "chosen_ids": pc[k:], "rejected_ids": pr[k:]}
-
-
-def _completion_logps(model, batch) -> tuple:
-    """Per-row (sum log p, n tokens) of the completion, projecting only completion positions through the head."""
-    from peft import PeftModel
-
-    base = model.get_base_model() if isinstance(model, PeftModel) else model
-    hidden = base.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    mask = batch["completion_mask"][:, 1:].bool()
-    lp = token_logps(base.get_output_embeddings()(hidden[:, :-1][mask]), batch["input_ids"][:, 1:][mask])
-    per_row = hidden.new_zeros(mask.shape, dtype=lp.dtype).masked_scatter(mask, lp)
-    return per_row.sum(-1), mask.sum(-1)
-
-
-def evaluate_preferences(model: str, adapter: str | Path | None, data, split: str = "heldout", beta: float = 0.1,
-                         batch_size: int = 4, max_length: int = 256, prompt_format: str = "chat") -> dict:
+def evaluate_preferences(
+    model: str,
+    adapter: str | Path | None,
+    data,
+    split: str = "heldout",
+    beta: float = 0.1,
+    batch_size: int = 4,
+    max_length: int = 256,
+    prompt_format: str = "chat",
+) -> dict:
     """Does the model prefer the chosen response under each row's instruction?
 
     For every row: policy log-probs of chosen and rejected (sum and per token), and with an adapter the
@@ -700,7 +886,6 @@ def evaluate_preferences(model: str, adapter: str | Path | None, data, split: st
     each overall and per kind. `data` is a built preference dir (read `split`) or a list of rows.
     """
     import torch
-    from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     from ..models import resolve_model
     from .losses import dpo_sigmoid_loss
@@ -715,26 +900,15 @@ def evaluate_preferences(model: str, adapter: str | Path | None, data, split: st
 
         from ..backends.base import check_adapter
 
-        adapter = check_adapter(str(adapter))     # an adapter folder, or a train --out folder holding adapter/
+        adapter = check_adapter(str(adapter))  # an adapter folder, or a train --out folder holding adapter/
         net = PeftModel.from_pretrained(net, str(adapter))
     net.eval()
-    collate = DataCollatorForPreference(pad_token_id=tok.pad_token_id, max_length=max_length)
-    feats = [_tokenize_pair(tok, prompt_messages(r, prompt_format), r["chosen"], r["rejected"]) for r in rows]
-    res = []
-    with torch.no_grad():
-        for i in range(0, len(feats), batch_size):
-            batch = collate(feats[i:i + batch_size])
-            lp, n = _completion_logps(net, batch)
-            ref = None
-            if adapter is not None:
-                with net.disable_adapter():
-                    ref, _ = _completion_logps(net, batch)
-            k = lp.shape[0] // 2
-            for j in range(k):
-                d = {"c": float(lp[j]), "r": float(lp[k + j]), "nc": int(n[j]), "nr": int(n[k + j])}
-                if ref is not None:
-                    d["rc"], d["rr"] = float(ref[j]), float(ref[k + j])
-                res.append(d)
+    feats = [tokenize_pair(tok, prompt_messages(r, prompt_format), r["chosen"], r["rejected"]) for r in rows]
+    res = pair_logps(net, feats, tok.pad_token_id, batch_size, max_length)
+    if adapter is not None:
+        with net.disable_adapter():
+            for d, ref in zip(res, pair_logps(net, feats, tok.pad_token_id, batch_size, max_length)):
+                d["rc"], d["rr"] = ref["c"], ref["r"]
     for r, d in zip(rows, res):
         d.update(kind=r["kind"], pair=r["pair_id"])
 
@@ -766,12 +940,21 @@ def evaluate_preferences(model: str, adapter: str | Path | None, data, split: st
             out["accuracy_reward"] = sum(ok_rew(d) for d in items) / len(items)
             out["pair_accuracy_reward"] = pair_acc(ok_rew)
             out["mean_reward_margin"] = float(beta * margins.mean())
-            out["dpo_loss"] = float(dpo_sigmoid_loss(margins, torch.zeros_like(margins), torch.zeros_like(margins),
-                                                     torch.zeros_like(margins), beta).mean())
+            out["dpo_loss"] = float(
+                dpo_sigmoid_loss(
+                    margins, torch.zeros_like(margins), torch.zeros_like(margins), torch.zeros_like(margins), beta
+                ).mean()
+            )
         return out
 
-    report = {"model": path, "adapter": str(adapter) if adapter else None, "split": split if isinstance(data, (str, Path)) else None,
-              "prompt_format": prompt_format, "overall": summarise(res), "per_kind": {}}
+    report = {
+        "model": path,
+        "adapter": str(adapter) if adapter else None,
+        "split": split if isinstance(data, (str, Path)) else None,
+        "prompt_format": prompt_format,
+        "overall": summarise(res),
+        "per_kind": {},
+    }
     for kind in sorted({d["kind"] for d in res}):
         report["per_kind"][kind] = summarise([d for d in res if d["kind"] == kind])
     return report
