@@ -321,3 +321,21 @@ def test_compare_reports_the_switch_matrix_change_b_minus_a(tmp_path):
     assert change["a"]["matrix"] == [[1.0, 0.0], [0.0, 1.0]]
     assert (d["matrix"][0][1] + d["matrix"][1][0]) / 2 == pytest.approx(0.5)
     assert d["matrix"][0][0] == pytest.approx(-d["matrix"][0][1])  # each row of B - A sums to 0
+
+
+def test_chance_note_counts_untargeted_intervals():
+    """Only untargeted entries with an interval count: 1 of 2 exclude 0, 0.05 x 2 = 0.1 expected by chance."""
+    from ecliptica_bench.scoring.diagnostics import chance_note
+
+    side = {
+        "concise": {
+            "refusal": {"value": 0.6, "ci_low": 0.2, "ci_high": 1.0, "targeted": False},
+            "length": {"value": -6.6, "ci_low": -9.0, "ci_high": -4.0, "targeted": True},
+            "hedging": {"value": 0.0, "ci_low": -0.1, "ci_high": 0.1, "targeted": False},
+        },
+        "neutral": {"readability": {"value": 1.0, "ci_low": None, "ci_high": None, "targeted": False}},
+        "creative": {"length": {"value": 3.0, "ci_low": 1.0, "ci_high": 5.0, "targeted": None}},
+    }
+    note = chance_note({"ecliptica": side, "other": None})
+    assert note.startswith("1 of 2 untargeted changes") and "about 0.1 would by chance" in note
+    assert chance_note({"ecliptica": {}}) is None

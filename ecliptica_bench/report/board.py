@@ -122,6 +122,20 @@ def side_effect_rows(run_dirs: dict[str, Path]) -> list[dict]:
     return rows
 
 
+def side_effect_notes(run_dirs: dict[str, Path]) -> list[str]:
+    """Per method: how many untargeted intervals exclude 0 against how many would by chance (diagnostics.chance_note)."""
+    from ..scoring.diagnostics import chance_note
+
+    notes = []
+    for m, d in run_dirs.items():
+        path = Path(d) / "metrics.json"
+        suites = json.loads(path.read_text(encoding="utf-8")).get("suites", {}) if path.is_file() else {}
+        note = chance_note({suite: sd.get("side_effects") for suite, sd in suites.items()})
+        if note:
+            notes.append(f"{m}: {note}")
+    return notes
+
+
 def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS) -> list[dict]:
     """Per suite: for the first prompts, each method's responses under the suite's two contrasting types."""
     gens = {m: pd.read_parquet(Path(d) / "generations.parquet") for m, d in run_dirs.items()}
@@ -173,6 +187,7 @@ def write_board_report(path: Path, run_dirs: dict[str, Path], df: pd.DataFrame, 
             training=training_rows(train_summaries),
             plots=plots,
             side_effects=side_effect_rows(run_dirs),
+            side_effect_notes=side_effect_notes(run_dirs),
             samples=contrast_samples(run_dirs),
             runs=[(m, str(d)) for m, d in run_dirs.items()],
         )

@@ -344,6 +344,13 @@ def side_effect_rows(metrics: dict) -> list[dict]:
     ]
 
 
+def side_effect_note(metrics: dict) -> str | None:
+    """How many untargeted intervals exclude 0 against how many would by chance (diagnostics.chance_note)."""
+    from ..scoring.diagnostics import chance_note
+
+    return chance_note({suite: sd.get("side_effects") for suite, sd in metrics["suites"].items()})
+
+
 JUDGE_DISAGREEMENTS = 50  # most judge-vs-detector disagreements listed in the report
 
 
@@ -453,6 +460,7 @@ def render_report(run_dir: Path | str, samples_per_type: int = DEFAULT_SAMPLES) 
             headline=headline_rows(metrics),
             suites=suite_tables(metrics),
             side_effects=side_effect_rows(metrics),
+            side_effect_note=side_effect_note(metrics),
             judge_scores=judge_scores(metrics),
             judge_panel=judge_panel_rows(metrics),
             judge_disagreements=judge_disagreements(run_dir),

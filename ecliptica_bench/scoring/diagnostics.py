@@ -262,6 +262,27 @@ def suite_side_effects(
     return side_effects(sub["instruction_type"].tolist(), pair_local, keys[idx], values, targets, boot)
 
 
+def chance_note(side_by_group: dict) -> str | None:
+    """How many untargeted (type, attribute) intervals exclude 0, out of how many were estimated, beside how
+    many a 95% CI excludes by chance alone when nothing changed (5% of them): the intervals are not corrected
+    for multiple comparisons, so a list of side effects is read against that count. `side_by_group` maps any
+    label (a suite, a method) to a `side_effects` block; None when nothing was estimated."""
+    tested = hits = 0
+    for side in side_by_group.values():
+        for per in (side or {}).values():
+            for sc in per.values():
+                lo, hi = sc.get("ci_low"), sc.get("ci_high")
+                if sc.get("targeted") is False and sc.get("value") is not None and lo is not None and hi is not None:
+                    tested += 1
+                    hits += lo > 0 or hi < 0
+    if not tested:
+        return None
+    return (
+        f"{hits} of {tested} untargeted changes have a 95% CI excluding 0; about {0.05 * tested:.1f} would by chance "
+        "alone if the instructions changed nothing else (the intervals are not corrected for multiple comparisons)."
+    )
+
+
 def significant(side: dict) -> list[dict]:
     """The (type, attribute) entries whose CI excludes 0, untargeted first, by |estimate|."""
     rows = []
