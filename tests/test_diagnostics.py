@@ -261,7 +261,7 @@ def test_score_writes_switch_matrix_and_side_effects(tmp_path):
     pngs = board_switch_matrices([M("base", metrics), M("tuned", metrics)], tmp_path / "board")
     assert [p.name for p in pngs] == ["switch_matrix_length_control.png"]
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    se = board.side_effect_rows({"base": run_dir})
+    se = board.side_effect_rows(board.run_side_effects({"base": run_dir}))
     assert {"method": "base", "suite": "length_control", "type": "concise", "attribute": "refusal"} in [
         {k: r[k] for k in ("method", "suite", "type", "attribute")} for r in se
     ]

@@ -105,35 +105,35 @@ def training_rows(train_summaries: dict) -> list[dict]:
     return rows
 
 
-def side_effect_rows(run_dirs: dict[str, Path]) -> list[dict]:
-    """Per method: the untargeted side effects whose 95% CI excludes 0 (metrics.json suites.*.side_effects)."""
-    from ..scoring.diagnostics import significant
-
-    rows = []
+def run_side_effects(run_dirs: dict[str, Path]) -> dict[str, dict]:
+    """Per method: {suite: side_effects block} from its metrics.json (read once for the rows and the notes)."""
+    out = {}
     for m, d in run_dirs.items():
         path = Path(d) / "metrics.json"
         suites = json.loads(path.read_text(encoding="utf-8")).get("suites", {}) if path.is_file() else {}
-        for suite, sd in suites.items():
-            rows += [
-                {"method": m, "suite": suite, "type": r["type"], "attribute": r["attribute"], "change": _score_text(r)}
-                for r in significant(sd.get("side_effects"))
-                if r["targeted"] is False
-            ]
-    return rows
+        out[m] = {suite: sd.get("side_effects") for suite, sd in suites.items()}
+    return out
 
 
-def side_effect_notes(run_dirs: dict[str, Path]) -> list[str]:
+def side_effect_rows(side: dict[str, dict]) -> list[dict]:
+    """Per method: the untargeted side effects whose 95% CI excludes 0 (diagnostics.significant)."""
+    from ..scoring.diagnostics import significant
+
+    return [
+        {"method": m, "suite": suite, "type": r["type"], "attribute": r["attribute"], "change": _score_text(r)}
+        for m, per_suite in side.items()
+        for suite, block in per_suite.items()
+        for r in significant(block)
+        if r["targeted"] is False
+    ]
+
+
+def side_effect_notes(side: dict[str, dict]) -> list[str]:
     """Per method: how many untargeted intervals exclude 0 against how many would by chance (diagnostics.chance_note)."""
     from ..scoring.diagnostics import chance_note
 
-    notes = []
-    for m, d in run_dirs.items():
-        path = Path(d) / "metrics.json"
-        suites = json.loads(path.read_text(encoding="utf-8")).get("suites", {}) if path.is_file() else {}
-        note = chance_note({suite: sd.get("side_effects") for suite, sd in suites.items()})
-        if note:
-            notes.append(f"{m}: {note}")
-    return notes
+    notes = ((m, chance_note(per_suite)) for m, per_suite in side.items())
+    return [f"{m}: {note}" for m, note in notes if note]
 
 
 def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS) -> list[dict]:
@@ -176,6 +176,7 @@ def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS)
 
 def write_board_report(path: Path, run_dirs: dict[str, Path], df: pd.DataFrame, compares: dict, train_summaries: dict) -> Path:
     path = Path(path)
+    side = run_side_effects(run_dirs)
     plots = [{"name": p.stem.replace("_", " "), "uri": _data_uri(p.read_bytes())} for p in sorted(path.parent.glob("*.png"))]
     html = (
         _env()
@@ -186,8 +187,8 @@ def write_board_report(path: Path, run_dirs: dict[str, Path], df: pd.DataFrame, 
             comparisons=comparison_rows(compares),
             training=training_rows(train_summaries),
             plots=plots,
-            side_effects=side_effect_rows(run_dirs),
-            side_effect_notes=side_effect_notes(run_dirs),
+            side_effects=side_effect_rows(side),
+            side_effect_notes=side_effect_notes(side),
             samples=contrast_samples(run_dirs),
             runs=[(m, str(d)) for m, d in run_dirs.items()],
         )
