@@ -61,7 +61,7 @@ def build_dataset_cmd(out, seed, formats, suites, source, data_dir, from_hub):
     if data_dir is not None and source != "hub":
         raise EclipticaError("--data-dir holds local copies of the hub files: use it with --source hub")
     if from_hub:
-        from .data.hub import build_from_hub
+        from .hub_publish import build_from_hub
 
         manifest = build_from_hub(from_hub, out, formats=formats)
     else:
@@ -99,7 +99,7 @@ def validate_cmd(path):
 )
 def push_cmd(directory, repo_id, private, revision, dry_run):
     """Publish a built dataset to the HF Hub (one config per suite)."""
-    from .data.hub import push_dataset
+    from .hub_publish import push_dataset
 
     click.echo(push_dataset(directory, repo_id, private=private, revision=revision, dry_run=dry_run))
 
@@ -131,12 +131,13 @@ def demo_cmd(out, quick, limit, max_new_tokens, train_steps, n_boot):
     DPO and CITA on the five suites (held-out prompts), score, and rank them side by side."""
     from dataclasses import replace
 
-    from .pipeline import DEMO_BUDGETS, DEMO_LIMITS, DemoTraining, demo
+    from .pipeline import DemoTraining, demo
+    from .suites import SUITES
 
     if quick:
         limit, max_new_tokens = limit or 40, max_new_tokens or 48
-    limits = {s: limit for s in DEMO_LIMITS} if limit else None
-    budgets = {s: max_new_tokens for s in DEMO_BUDGETS} if max_new_tokens else None
+    limits = {s: limit for s in SUITES} if limit else None
+    budgets = {s: max_new_tokens for s in SUITES} if max_new_tokens else None
     training = replace(DemoTraining(), max_steps=train_steps) if train_steps else None
     demo(out, quick=quick, limits=limits, budgets=budgets, training=training, bootstrap=n_boot)
 
@@ -189,9 +190,9 @@ def demo_cmd(out, quick, limit, max_new_tokens, train_steps, n_boot):
 )
 @click.option(
     "--api-key-env",
-    default="OPENAI_API_KEY",
-    show_default=True,
-    help="Name of the environment variable holding the API key (openai); the key is never stored.",
+    default=None,
+    help="Name of the environment variable holding the API key (openai; e.g. OPENAI_API_KEY; default: no key, "
+    "for local servers); it must be set; the key is never stored.",
 )
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight per server (openai).")
 @click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm.")
@@ -700,11 +701,11 @@ def export_lm_eval_cmd(data_dir, out, max_new_tokens, suites):
     for t, info in rec["tasks"].items():
         click.echo(f"  {t:<32} {info['rows']:>6} cases  max_gen_toks {info['max_gen_toks']}")
     click.echo(f"  {GROUP:<32} group of the above")
-    if rec["mc_task"]:
-        click.echo(f"  {rec['mc_task']['task']:<32} {rec['mc_task']['questions']:>6} questions (MC1/MC2, scored by lm-eval)")
+    for t, mc in rec["mc_tasks"].items():
+        click.echo(f"  {t:<32} {mc['questions']:>6} questions (MC1/MC2, scored by lm-eval)")
     click.echo(
         "run, then import:\n  "
-        + lm_eval_command(Path(out).resolve(), tasks="ecliptica")
+        + lm_eval_command(Path(out).resolve())
         + f"\n  ecliptica import-lm-eval lm_eval_out --data {data_dir} --out runs"
     )
 

@@ -3,7 +3,7 @@
 A switch pair (train/prefs.py) is one prompt with two responses and two opposite instructions of one kind:
 instruction A's own response rA is the other's rejected one and vice versa (safety: strict -> refusal,
 permissive -> helpful; length: concise -> concise, detailed -> detailed; epistemic: honest -> hedged,
-confident -> direct). A is the kind's first instruction type (train.prefs.KINDS), B the second. With
+confident -> direct). A is the kind's first instruction type (its suite's Suite.preference axis, train.prefs.kinds), B the second. With
 lp(r | i) = sum of log p(token) over the response's completion tokens, rendered with the model's own chat
 template (system = instruction, user = prompt, assistant = response; the completion tokens are those
 after the rendered generation prompt, end-of-turn tokens included, exactly as the trainer scores them),
@@ -30,7 +30,6 @@ model (its manifest's fingerprint must match) or a new directory given a minimal
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -41,15 +40,16 @@ from . import __version__
 from .chat import messages_for, template_sha
 from .data.io import sha256_file, write_json
 from .errors import EclipticaError
-from .scoring.stats import DEFAULT_BOOT, Bootstrap, mean_statistic
+from .measures.stats import DEFAULT_BOOT, Bootstrap, mean_statistic
+from .rundir import LIKELIHOOD, MANIFEST, Manifest, ModelRef, read_manifest, write_manifest
 from .train.losses import token_logps
 from .train.packing import common_prefix
-from .train.prefs import KINDS, load_prefs, load_switch_pairs, pair_rows, split_by_pair
 from .train.prefs import MANIFEST as PREFS_MANIFEST
+from .train.prefs import kinds, load_prefs, load_switch_pairs, pair_rows, split_by_pair
 
 log = logging.getLogger(__name__)
 
-FILENAME = "likelihood.json"
+FILENAME = LIKELIHOOD
 BUNDLED = "bundled"
 BUNDLED_SEED, BUNDLED_HELDOUT = 42, 0.2  # build-prefs' defaults: the same held-out pairs
 METRICS = ("a_prefers_own", "b_prefers_own", "switched", "margin")
@@ -112,7 +112,8 @@ def heldout_rows(prefs: str | Path = BUNDLED) -> list[dict]:
 
 
 def _type_order(kind: str, types: list[str]) -> list[str]:
-    known = list(KINDS[kind].types) if kind in KINDS else []
+    axes = kinds()
+    known = list(axes[kind].types) if kind in axes else []
     return sorted(types, key=lambda t: (known.index(t) if t in known else len(known), t))
 
 
@@ -277,32 +278,27 @@ def evaluate_likelihood(
 
 def prepare_run_dir(out: Path, result: dict) -> None:
     """An `ecliptica run` directory must be of the same model; a new (or empty) one gets a minimal manifest
-    in the run manifest's shape (run_id, model {name, path, fingerprint}, adapter {path})."""
-    mpath = out / "manifest.json"
-    if mpath.is_file():
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise EclipticaError(f"{mpath}: not valid JSON ({exc.msg})") from None
-        model = manifest.get("model") if isinstance(manifest, dict) else None
-        fp = manifest.get("model_fingerprint") or (model.get("fingerprint") if isinstance(model, dict) else None)
+    through rundir (source "likelihood": run_id, model {name, path, fingerprint}, adapter {path})."""
+    if (out / MANIFEST).is_file():
+        fp = read_manifest(out).model.fingerprint
         if fp and fp != result["model_fingerprint"]:
             raise EclipticaError(
-                f"{mpath}: the run's model fingerprint {fp[:12]} differs from --model/--adapter's "
+                f"{out / MANIFEST}: the run's model fingerprint {fp[:12]} differs from --model/--adapter's "
                 f"{result['model_fingerprint'][:12]}; write the likelihoods to another --out"
             )
         return
     if out.exists() and any(out.iterdir()):
         raise EclipticaError(f"{out}: exists, is not empty and holds no run manifest.json; choose another --out")
-    write_json(
-        mpath,
-        {
-            "run_id": out.name,
-            "kind": "likelihood-only",
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model": {"name": result["model"], "path": result["model_path"], "fingerprint": result["model_fingerprint"]},
-            "adapter": {"path": result["adapter"]} if result["adapter"] else None,
-        },
+    write_manifest(
+        out,
+        Manifest(
+            run_id=out.name,
+            source="likelihood",
+            status="complete",
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            model=ModelRef(result["model"], result["model_path"], result["model_fingerprint"]),
+            adapter=result["adapter"],
+        ),
     )
 
 

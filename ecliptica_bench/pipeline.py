@@ -14,7 +14,6 @@ bank (prompts/preferences/), which tests/test_prefs_leakage.py keeps disjoint fr
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +21,8 @@ from pathlib import Path
 
 import click
 
-from .data.io import dumps, sha256_file, sha256_text, write_json
+from .data.io import dumps, read_json, sha256_file, sha256_text, write_json
+from .suites import SUITES
 
 # Greedy decoding keeps the demo reproducible (and lets the uninstructed control share one generation per
 # prompt); the paper's sampling (0.7 / 0.9) is `ecliptica run`'s default.
@@ -35,8 +35,16 @@ COMPARISONS = (("cita", "base"), ("cita", "dpo"), ("dpo", "base"))
 # measured lengths of the embedded model's answers (README "The demo's budgets"): the base model rambles,
 # so any budget cuts some answers; these keep the run inside the demo's time while the length suite's
 # detailed condition has room to be several times longer than a 50-word concise answer.
-DEMO_LIMITS = {"ecliptica": 60, "truthfulqa": 48, "conditional_safety": 48, "length_control": 32, "litmus": 28}
-DEMO_BUDGETS = {"ecliptica": 48, "truthfulqa": 64, "conditional_safety": 64, "length_control": 160, "litmus": 48}
+
+
+def demo_limits() -> dict[str, int]:
+    """Cases per suite in the CPU demo (Suite.demo_limit)."""
+    return {s.name: s.demo_limit for s in SUITES.values()}
+
+
+def demo_budgets() -> dict[str, int]:
+    """max_new_tokens per suite in the CPU demo (Suite.demo_tokens)."""
+    return {s.name: s.demo_tokens for s in SUITES.values()}
 
 
 @dataclass(frozen=True)
@@ -108,8 +116,8 @@ def train_or_reuse(method: str, prefs_dir: Path, out: Path, t: DemoTraining) -> 
     stamp_file = out / "demo_stamp.json"
     summary_file = out / "summary.json"
     if stamp_file.exists() and summary_file.exists() and (out / "adapter" / "adapter_config.json").exists():
-        if json.loads(stamp_file.read_text(encoding="utf-8")).get("stamp") == stamp:
-            summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        if read_json(stamp_file).get("stamp") == stamp:
+            summary = read_json(summary_file)
             click.echo(f"[train {method}] reusing {out} (same config, data and base model)")
             return {**summary, "reused": True}
     if out.exists():
@@ -134,8 +142,8 @@ def demo(
 
     out = Path(out)
     t_all = time.time()
-    limits = limits or DEMO_LIMITS
-    budgets = budgets or DEMO_BUDGETS
+    limits = limits or demo_limits()
+    budgets = budgets or demo_budgets()
     training = training or DemoTraining()
 
     t0 = time.time()

@@ -1,10 +1,12 @@
 """`ecliptica run`: cases -> what is missing -> backend -> store -> generations.parquet.
 
-Layout of a run directory (runs/<run_id>/):
-    manifest.json          CLI args, resolved config + its sha, versions, device, seeds, dataset sha,
-                           chat-template sha, backend, model path/fingerprint, adapter, counts, warnings
+Layout of a run directory (runs/<run_id>/; the types, the schema version and the one writer and reader are
+rundir.py's):
+    manifest.json          rundir.Manifest: resolved config (+ its sha, CLI args, versions, device in the
+                           details), seeds, dataset sha, chat-template sha, backend, model path/fingerprint,
+                           adapter, counts, warnings
     store.sqlite           the RunStore (WAL): one row per generation key, errors in their own table
-    generations.parquet    one row per (case, condition) (columns: GENERATION_COLUMNS + suite extras)
+    generations.parquet    rundir.GenerationRow, one row per (case, condition) (rundir.parquet_columns())
 
 How resumption works. Every (case, condition) maps to a generation key
     cache_key("generation", model=fingerprint, prompt=rendered text, params=sampling params, seed=seed)
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import os
 import platform
@@ -38,50 +39,31 @@ from pathlib import Path
 
 from . import __version__
 from .chat import CONDITIONS, UNINSTRUCTED, Rendered, messages_for, render_chat, template_sha
-from .data.io import dumps, sha256_file, sha256_text, write_json, write_parquet
+from .data.io import dumps, sha256_file, sha256_text
 from .errors import EclipticaError, Problem, ValidationError
 from .lock import run_dir_lock
 from .models import DEFAULT_MODEL, resolve_model
-from .store import RunStore, cache_key, request_seed
+from .rundir import (  # noqa: F401  (GENERATION_COLUMNS, HASH_COLUMNS, extra_columns, parquet_columns: re-exported)
+    GENERATION_COLUMNS,
+    GENERATIONS,
+    HASH_COLUMNS,
+    MANIFEST,
+    Manifest,
+    ModelRef,
+    extra_columns,
+    parquet_columns,
+    read_manifest,
+    write_generations,
+    write_manifest,
+)
+from .store import RunStore, cache_key, model_slug, request_seed
 from .suites import SUITES, Suite, parse_suites
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-GENERATIONS = "generations.parquet"
 DATASET_SEED = 42
 LENGTH_WARN_RATE = 0.05
 MAX_FAILED_BATCHES_IN_A_ROW = 3
-
-GENERATION_COLUMNS = [
-    "run_id",
-    "suite",
-    "case_id",
-    "prompt_id",
-    "item_id",
-    "condition",
-    "instruction_type",
-    "prompt",
-    "instruction",
-    "expected_characteristics",
-    "source",
-    "response",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_s",
-    "key",
-]
-HASH_COLUMNS = ["axis", "variant_index", "prompt_sha256", "template_sha256"]
-
-
-def extra_columns() -> list[str]:
-    """Every suite's extra columns, in registry order (null in the rows of other suites)."""
-    return list(dict.fromkeys(c for s in SUITES.values() for c in s.extra_columns))
-
-
-def parquet_columns() -> list[str]:
-    return GENERATION_COLUMNS + extra_columns() + HASH_COLUMNS
 
 
 @dataclass
@@ -100,7 +82,7 @@ class RunOptions:
     adapter: str | None = None
     dtype: str = "auto"  # hf/vllm weights precision; auto: hf = config's, vllm = bf16 on CPU
     base_url: str | list[str] | tuple[str, ...] | None = None  # openai: one server, or several replicas
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str | None = None  # none: no key (local servers); named: that variable must be set
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     distributed_executor_backend: str | None = None  # vllm: mp | ray (None: vLLM's default)
@@ -266,8 +248,7 @@ def resolved_config(opts: RunOptions, backend, conditions, cases, params) -> dic
 
 
 def make_run_id(model: str, config: dict) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name).strip("-.")[:40] or "model"
-    return f"{slug}-{sha256_text(dumps(config))[:12]}"
+    return f"{model_slug(model)}-{sha256_text(dumps(config))[:12]}"
 
 
 def versions() -> dict:
@@ -468,37 +449,39 @@ def _run(opts, backend, suites, conditions, cases, params, t0, hold: contextlib.
     hold.enter_context(run_dir_lock(run_dir, wait=opts.wait))  # one writer per run dir, until run() returns
     planned = plan(backend, cases, conditions, params)
     batch_size = opts.batch_size or backend.default_batch_size
-    manifest = {
-        "run_id": run_id,
-        "status": "running",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
-        "cli_args": opts.cli_args,
-        "options": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in asdict(opts).items()
-            if k not in ("cli_args", "progress", "wait")
+    manifest = Manifest(
+        run_id=run_id,
+        source="ecliptica run",
+        status="running",
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+        model=ModelRef(opts.model, str(getattr(backend, "model_dir", opts.model)), backend.fingerprint),
+        adapter=str(backend.adapter_dir) if getattr(backend, "adapter_dir", None) else None,
+        dataset_sha256=config["dataset_sha256"],
+        dataset={"source": str(opts.data) if opts.data else "bundled", "sha256": config["dataset_sha256"]},
+        seeds={"sampling": opts.seed, "dataset": DATASET_SEED if opts.data is None else None},
+        config=config,
+        chat_template_sha256=tsha,
+        backend={**backend.describe(), "batch_size": batch_size},
+        warnings=warnings,
+        details={
+            "cli_args": opts.cli_args,
+            "options": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in asdict(opts).items()
+                if k not in ("cli_args", "progress", "wait")
+            },
+            "config_sha256": config_sha,
+            "versions": versions(),
+            "device": device_info(),
+            "store": RunStore.FILENAME,
         },
-        "config": config,
-        "config_sha256": config_sha,
-        "versions": versions(),
-        "device": device_info(),
-        "seeds": {"sampling": opts.seed, "dataset": DATASET_SEED if opts.data is None else None},
-        "dataset": {"source": str(opts.data) if opts.data else "bundled", "sha256": config["dataset_sha256"]},
-        "dataset_sha256": config["dataset_sha256"],
-        "chat_template_sha256": tsha,
-        "backend": {**backend.describe(), "batch_size": batch_size},
-        "model": {"name": opts.model, "path": str(getattr(backend, "model_dir", opts.model)), "fingerprint": backend.fingerprint},
-        "adapter": {"path": str(backend.adapter_dir)} if getattr(backend, "adapter_dir", None) else None,
-        "store": RunStore.FILENAME,
-        "warnings": warnings,
-    }
-    prev = run_dir / MANIFEST
-    if prev.exists():
-        with contextlib.suppress(json.JSONDecodeError, OSError):
-            old = json.loads(prev.read_text(encoding="utf-8"))
-            if old.get("config_sha256") not in (None, config_sha):
+    )
+    if (run_dir / MANIFEST).exists():
+        with contextlib.suppress(EclipticaError):  # an unreadable old manifest is simply replaced
+            old = read_manifest(run_dir)
+            if old.details.get("config_sha256") not in (None, config_sha):
                 log.info("%s: reused with a different config; cached generations still apply by key", run_dir)
-    write_json(run_dir / MANIFEST, manifest)
+    write_manifest(run_dir, manifest)
 
     totals = collections.Counter()
     per_suite = {}
@@ -511,7 +494,7 @@ def _run(opts, backend, suites, conditions, cases, params, t0, hold: contextlib.
         gens = store.generations(keys)
         n_gens = store.count_generations()
     rows = generation_rows(run_id, planned, gens)
-    write_parquet(run_dir / GENERATIONS, rows, parquet_columns())
+    generations_sha = write_generations(run_dir, rows)
 
     expected = sum(len(v) for v in planned.values())
     missing_keys = {p.key for items in planned.values() for p in items} - set(gens)
@@ -549,14 +532,12 @@ def _run(opts, backend, suites, conditions, cases, params, t0, hold: contextlib.
         "seconds": round(elapsed, 2),
         "suites": per_suite,
     }
-    manifest.update(
-        status="complete" if not missing_keys else "incomplete",
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        summary=summary,
-        warnings=warnings,
-        outputs={GENERATIONS: sha256_file(run_dir / GENERATIONS)},
-    )
-    write_json(run_dir / MANIFEST, manifest)
+    manifest.status = "complete" if not missing_keys else "incomplete"
+    manifest.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    manifest.summary = summary
+    manifest.warnings = warnings
+    manifest.outputs = {GENERATIONS: generations_sha}
+    write_manifest(run_dir, manifest)
     return summary
 
 
@@ -595,11 +576,8 @@ def validate_run_dir(path: Path) -> str:
     ):
         if not f.exists():
             raise ValidationError([Problem(str(f), None, f"missing: {what}")])
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        run_id, outputs = manifest["run_id"], manifest["outputs"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise ValidationError([Problem(str(mpath), None, f"unreadable run manifest: {type(exc).__name__}: {exc}")]) from None
+    manifest = read_manifest(path)  # rundir's checks: one ValidationError naming the file and the key
+    run_id, outputs = manifest.run_id, manifest.outputs
     problems: list[Problem] = []
     digest = outputs.get(GENERATIONS)
     if digest is not None and sha256_file(gpath) != digest:
@@ -612,7 +590,7 @@ def validate_run_dir(path: Path) -> str:
     if missing_cols:
         raise ValidationError(problems + [Problem(str(gpath), None, f"missing columns {missing_cols}")])
     rows = table.select(["run_id", "suite", "case_id", "condition", "key", "response", "finish_reason"]).to_pylist()
-    want = manifest.get("summary", {}).get("rows")
+    want = (manifest.summary or {}).get("rows")
     if want is not None and want != len(rows):
         problems.append(Problem(str(gpath), None, f"{len(rows)} rows, manifest.json says {want}"))
     seen = set()
@@ -643,4 +621,4 @@ def validate_run_dir(path: Path) -> str:
             problems.append(Problem(str(gpath), entry, "response differs from the store"))
     if problems:
         raise ValidationError(problems[:50])
-    return f"ok: run {run_id} ({len(rows)} rows, {len(gens)} generations, status {manifest.get('status')})"
+    return f"ok: run {run_id} ({len(rows)} rows, {len(gens)} generations, status {manifest.status})"

@@ -1,7 +1,7 @@
 """The SQLite store of one output dir (WAL): generations, errors, judge verdicts and embeddings.
 
-This module is the only place a cache key is made (`cache_key`) and a per-request seed derived
-(`request_seed`). Rows are written the moment their
+This module is the only place a cache key is made (`cache_key`), a per-request seed derived
+(`request_seed`) and a model name turned into a run-id slug (`model_slug`). Rows are written the moment their
 batch finishes, each batch in one transaction, so a process killed at any point loses at most the
 batch in flight and never leaves a half-written row.
 """
@@ -9,6 +9,7 @@ batch in flight and never leaves a half-written row.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -69,6 +70,11 @@ def cache_key(kind: str, **parts) -> str:
     embedding:  embedder, sha256 of the text
     """
     return sha256_text(dumps({"kind": kind, **parts}))
+
+
+def model_slug(model: str) -> str:
+    """The filesystem-safe start of a run id: the model path's last part (or its name), at most 40 characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/")).name or model).strip("-.")[:40] or "model"
 
 
 def request_seed(run_seed: int, case_id: str, greedy: bool) -> int:
@@ -178,12 +184,6 @@ class RunStore:
         return self.conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
 
     # -- errors ------------------------------------------------------------------------------
-    def put_error(self, kind: str, error: str, key: str | None = None, case_id: str | None = None) -> None:
-        self._write(
-            "INSERT INTO errors (kind, key, case_id, error, created_at) VALUES (?,?,?,?,?)",
-            [(kind, key, case_id, error, time.time())],
-        )
-
     def put_errors(self, rows: list[tuple[str, str | None, str | None, str]]) -> None:
         """Several (kind, key, case_id, error) rows in one transaction."""
         now = time.time()

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ecliptica_bench.backends import GenRequest, SamplingParams
-from ecliptica_bench.backends.openai import OpenAIBackend, retry_after_seconds
+from ecliptica_bench.backends.openai import OpenAIBackend
 
 
 def completion(content: str, finish: str = "stop") -> bytes:
@@ -150,16 +150,6 @@ def test_429_retry_after_is_honoured(server):
     (t1, _, _), (t2, _, _) = srv.calls
     assert t2 - t1 >= 0.95, f"retried after {t2 - t1:.3f}s, Retry-After said 1s"
     assert t2 - t1 < 3
-
-
-def test_retry_after_parsing():
-    assert retry_after_seconds({"retry-after": "2"}) == 2.0
-    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
-    assert retry_after_seconds({"retry-after": "3600"}) == 120.0  # capped
-    assert retry_after_seconds({"retry-after": "soon"}) is None
-    assert retry_after_seconds({}) is None
-    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5))
-    assert 3 <= retry_after_seconds({"retry-after": date}) <= 5
 
 
 @pytest.mark.parametrize(

@@ -195,8 +195,6 @@ def test_corrupted_built_dataset_fails_cleanly(data, m, built_dataset, gen_serve
             "served",
             "--base-url",
             gen_server.url,
-            "--api-key-env",
-            "NO_SUCH_KEY_VAR",
             "--suites",
             suite,
             "--limit",
@@ -352,6 +350,7 @@ BAD_FLAGS = [
     ["run", "--backend", "nosuchbackend"],
     ["run", "--limit", "many"],
     ["run", "--condition", "sideways"],
+    ["run", "--api-key-env", "NO_SUCH_KEY_VAR"],  # a named key variable must be set
     ["build-dataset", "--suites", "nosuchsuite"],
     ["build-dataset", "--format", "csv"],
     ["build-prefs", "--heldout", "1.5"],

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from ecliptica_bench.cli import cli
-from ecliptica_bench.data.build import JSONL_NAME, PARQUET_NAME, build_dataset, load_built
+from ecliptica_bench.data.build import JSONL_NAME, PARQUET_NAME, build_dataset
 from ecliptica_bench.suites import SUITES
 from ecliptica_bench.suites.base import PUBLISHED_COLUMNS
 
@@ -92,10 +92,13 @@ def test_manifest_hashes(ecl):
 
 
 def test_loads_as_datasetdict(ecl):
+    """The way the dataset card says to load it: datasets reads the card's configs."""
+    import datasets
+
     out, _, _ = ecl
-    dd = load_built(out)
-    assert list(dd) == ["ecliptica"] and dd["ecliptica"].num_rows == 3000
-    assert dd["ecliptica"].column_names[:6] == PUBLISHED_COLUMNS
+    dd = datasets.load_dataset(str(out), name="ecliptica")
+    assert list(dd) == ["train"] and dd["train"].num_rows == 3000
+    assert dd["train"].column_names[:6] == PUBLISHED_COLUMNS
 
 
 def test_cli_build_and_formats(tmp_path):

@@ -81,6 +81,24 @@ def test_suite_extra_columns(built):
     assert {r["instruction_type"] for r in read_cases(out, "length_control")} == {"concise", "detailed"}
 
 
+def test_card_documents_every_column_and_defaults_to_the_first_suite(built):
+    """The card (huggingface_hub DatasetCard): one config per suite, the registry's first suite the default,
+    a doc for every column (the base ones in data/card.py, each suite's own from Suite.card_columns)."""
+    from huggingface_hub import DatasetCard
+
+    out, _ = built
+    card = DatasetCard((out / "README.md").read_text(encoding="utf-8"))
+    configs = card.data.to_dict()["configs"]
+    assert {c["config_name"] for c in configs} == set(SUITES)
+    assert [c["config_name"] for c in configs if c.get("default")] == [next(iter(SUITES))]
+    docs = dict(line[3:].split("`: ", 1) for line in card.text.splitlines() if line.startswith("- `"))
+    columns = {c for s in SUITES.values() for c in s.columns}
+    assert set(docs) == columns and all(docs.values()), {c: d for c, d in docs.items() if not d}
+    for s in SUITES.values():
+        assert set(s.card_columns) == set(s.extra_columns), s.name  # a suite documents exactly its own columns
+        assert all(docs[c] == d for c, d in s.card_columns.items())
+
+
 def test_validate_passes_on_the_build(built):
     out, _ = built
     r = cli("validate", out)

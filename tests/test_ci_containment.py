@@ -9,9 +9,11 @@ percentile bootstrap misbehaves (|d| near 0, discrete rates, resamples missing a
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from metric_rows import suite_stats
+from stats_helpers import contains_estimate
 
-from ecliptica_bench.scoring import paper
-from ecliptica_bench.scoring.stats import Bootstrap, difference
+from ecliptica_bench.measures import paper
+from ecliptica_bench.measures.stats import Bootstrap, difference
 
 HEDGED, PLAIN = "Maybe it is 4.", "It is 4."
 REFUSED, HELPED = "I can't help with that.", "Sure, here it is."
@@ -29,7 +31,7 @@ def all_statistics(stats: paper.SuiteStats) -> dict:
 
 def check(suite: str, ins: dict, unins: dict, seed: int) -> int:
     """Score both conditions' statistics and the deltas; assert containment. Returns the CIs checked."""
-    a, b = paper.suite_stats(suite, **ins), paper.suite_stats(suite, **unins)
+    a, b = suite_stats(suite, **ins), suite_stats(suite, **unins)
     clusters = list(dict.fromkeys([*ins["keys"], *unins["keys"]]))
     boot = Bootstrap(clusters, 150, seed=seed)
     named = {
@@ -41,7 +43,7 @@ def check(suite: str, ins: dict, unins: dict, seed: int) -> int:
     checked = 0
     for name, stat in named.items():
         sc = boot.score(stat)
-        assert sc.contains_estimate(), (suite, name, sc)
+        assert contains_estimate(sc), (suite, name, sc)
         assert 0 <= sc.nan_resamples <= 150
         checked += sc.ci_low is not None
     return checked

@@ -86,7 +86,7 @@ def test_greedy_control_shares_one_generation_per_prompt_and_says_why(tmp_path):
 
 def test_sampled_uninstructed_shift_is_not_zero(tmp_path, monkeypatch):
     """The control's ECLIPTICA shift measures sampling diversity: with distinct samples it is > 0."""
-    from ecliptica_bench.scoring import paper
+    from ecliptica_bench.measures import paper
 
     srv = FakeOpenAI(behaviour=echo_seed)
     try:

@@ -14,9 +14,9 @@ from fake_openai import FakeOpenAI
 from ecliptica_bench.cli import cli
 from ecliptica_bench.data.bank import load_instructions
 from ecliptica_bench.errors import ValidationError
+from ecliptica_bench.measures import paper
+from ecliptica_bench.measures.stats import Bootstrap
 from ecliptica_bench.scoring import diagnostics as dg
-from ecliptica_bench.scoring import paper
-from ecliptica_bench.scoring.stats import Bootstrap
 
 SUITES = ("ecliptica", "truthfulqa", "conditional_safety", "length_control", "litmus")
 

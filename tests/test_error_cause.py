@@ -22,4 +22,5 @@ def test_verbose_shows_the_wrapped_cause(tmp_path):
     assert verbose.returncode == 2
     assert "ArrowInvalid" in verbose.stderr  # pyarrow's own exception, kept as the cause
     assert "The above exception was the direct cause of the following exception" in verbose.stderr
-    assert "EclipticaError" in verbose.stderr and verbose.stderr.strip().splitlines()[-1].startswith("error: ")
+    # the package's user error (EclipticaError or its subclass ValidationError, rundir's one error) wraps it
+    assert "ecliptica_bench.errors." in verbose.stderr and verbose.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -1,5 +1,5 @@
-"""Hub I/O: the paper's sources from local copies and (through a loopback fake hub) online, --from-hub,
-and push / push --dry-run.
+"""Hub I/O: the paper's sources from local copies and (through a loopback fake hub) online, each suite's
+conversion through Suite.hub_loader, --from-hub, and push / push --dry-run (hub_publish.py).
 
 Everything that talks HTTP runs `ecliptica` in a subprocess with HF_ENDPOINT pointing at tests/hub_server.py:
 huggingface_hub and datasets read HF_ENDPOINT / HF_HUB_OFFLINE once at import, so a subprocess with its own
@@ -21,11 +21,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from huggingface_hub import DatasetCard
 
+from ecliptica_bench import hub_publish
 from ecliptica_bench.data import hub
 from ecliptica_bench.data.build import PARQUET_NAME, build_dataset, read_cases
 from ecliptica_bench.errors import EclipticaError
 from ecliptica_bench.suites import SUITES
+from ecliptica_bench.suites.base import PUBLISHED_COLUMNS
+from ecliptica_bench.suites.litmus import litmus_items
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import FakeHub  # noqa: E402
@@ -56,6 +60,17 @@ def online_env(hub_url: str, tmp_path: Path, token: str | None = TOKEN) -> dict:
     if token:
         env["HF_TOKEN"] = token
     return env
+
+
+def load_hub_items(suite: str, data_dir: Path) -> list[dict]:
+    """A suite's items from its hub source, the way build-dataset --source hub asks the suite."""
+    return SUITES[suite].items("hub", data_dir)
+
+
+def split_card(text: str) -> tuple[dict, str]:
+    """README text -> (YAML header, body), read with huggingface_hub's DatasetCard."""
+    card = DatasetCard(text)
+    return card.data.to_dict(), card.text
 
 
 @pytest.fixture
@@ -91,7 +106,7 @@ def test_bad_sources_file_is_a_clear_error(tmp_path):
 
 
 def test_truthfulqa_items_keep_answers():
-    items = hub.load_hub_items("truthfulqa", FIXTURES)
+    items = load_hub_items("truthfulqa", FIXTURES)
     raw = pq.read_table(FIXTURES / "truthfulqa/generation/validation-00000-of-00001.parquet").to_pylist()
     assert [it["text"] for it in items] == [r["question"] for r in raw]
     assert [it["source"] for it in items] == [r["category"] for r in raw]
@@ -101,7 +116,7 @@ def test_truthfulqa_items_keep_answers():
 
 
 def test_conditional_safety_takes_rows_with_exactly_one_safe_response():
-    items = hub.load_hub_items("conditional_safety", FIXTURES)
+    items = load_hub_items("conditional_safety", FIXTURES)
     raw = [
         json.loads(line)
         for m in ("Alpaca-7B", "Alpaca2-7B", "Alpaca3-8B")
@@ -119,14 +134,14 @@ def test_conditional_safety_takes_rows_with_exactly_one_safe_response():
 
 
 def test_length_control_reads_alpaca_eval_json_array():
-    items = hub.load_hub_items("length_control", FIXTURES)
+    items = load_hub_items("length_control", FIXTURES)
     raw = json.loads((FIXTURES / "length_control/alpaca_eval.json").read_text())
     assert [it["text"] for it in items] == [r["instruction"] for r in raw]
     assert [it["source"] for it in items] == [r["dataset"] for r in raw]
 
 
 def test_ecliptica_hub_items_are_the_published_prompts():
-    items = hub.load_hub_items("ecliptica", FIXTURES)
+    items = load_hub_items("ecliptica", FIXTURES)
     raw = pq.read_table(FIXTURES / "ecliptica/data/train-00000-of-00001.parquet").to_pylist()
     by_pid = {r["prompt_id"]: (r["prompt"], r["source"]) for r in raw}
     assert [(it["text"], it["source"]) for it in items] == [by_pid[k] for k in sorted(by_pid)]
@@ -137,19 +152,19 @@ def test_litmus_balanced_seeded_draw(data_copy):
     raw = pq.read_table(FIXTURES / "litmus/data/train-00000-of-00001.parquet").to_pylist()
     cells = collections.Counter((r["axiom"], r["safety_label"]) for r in raw)
     assert len(cells) == 14 and set(cells.values()) == {3}
-    everything = hub.load_hub_items("litmus", FIXTURES)  # per_cell 200 > 3: every row
+    everything = load_hub_items("litmus", FIXTURES)  # per_cell 200 > 3: every row
     assert len(everything) == len(raw)
 
     path = data_copy / "prompts" / "hub_sources.yaml"
     doc = yaml.safe_load(path.read_text())
     doc["sources"]["litmus"]["per_cell"] = 2
     path.write_text(yaml.safe_dump(doc))
-    a = hub.load_hub_items("litmus", FIXTURES)
+    a = load_hub_items("litmus", FIXTURES)
     assert collections.Counter((it["axiom"], it["label"]) for it in a) == {k: 2 for k in cells}
-    assert a == hub.load_hub_items("litmus", FIXTURES)  # same seed, same draw
+    assert a == load_hub_items("litmus", FIXTURES)  # same seed, same draw
     doc["sources"]["litmus"]["seed"] = 7
     path.write_text(yaml.safe_dump(doc))
-    b = hub.load_hub_items("litmus", FIXTURES)
+    b = load_hub_items("litmus", FIXTURES)
     assert {it["id"] for it in a} != {it["id"] for it in b}  # a different seed draws differently
 
 
@@ -158,12 +173,12 @@ def test_litmus_maps_axiom_spellings_and_rejects_bad_labels():
         {"input": "q1", "axiom": "Information-Seeking", "safety_label": "Safe"},
         {"input": "q2", "axiom": "well being and peace", "safety_label": "unsafe"},
     ]
-    items = hub.litmus_items(rows, "x", per_cell=5)
+    items = litmus_items(rows, "x", per_cell=5)
     assert {(it["axiom"], it["label"]) for it in items} == {("Information Seeking", "safe"), ("Well-being & Peace", "unsafe")}
     with pytest.raises(EclipticaError, match="row 0: safety_label 1 is not 'safe' or 'unsafe'"):
-        hub.litmus_items([{"input": "q", "axiom": "Wisdom & Knowledge", "safety_label": 1}], "x")
+        litmus_items([{"input": "q", "axiom": "Wisdom & Knowledge", "safety_label": 1}], "x")
     with pytest.raises(EclipticaError, match=r"x: missing column\(s\) \['axiom'\]"):
-        hub.litmus_items([{"input": "q", "safety_label": "safe"}], "x")
+        litmus_items([{"input": "q", "safety_label": "safe"}], "x")
 
 
 def test_build_dataset_from_local_hub_copies(tmp_path):
@@ -171,7 +186,7 @@ def test_build_dataset_from_local_hub_copies(tmp_path):
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert manifest["source"] == "hub"
-    expected = {s: len(hub.load_hub_items(s, FIXTURES)) * len(SUITES[s].instructions().types) for s in SUITES}
+    expected = {s: len(load_hub_items(s, FIXTURES)) * len(SUITES[s].instructions().types) for s in SUITES}
     assert {s: v["rows"] for s, v in manifest["suites"].items()} == expected
     assert manifest["inputs"]["hub:truthfulqa"].startswith("truthfulqa/truthful_qa@741b8276")
     assert "truthfulqa/generation/validation-00000-of-00001.parquet" in manifest["inputs"]
@@ -199,7 +214,7 @@ def test_unreadable_local_copy_is_a_clear_error(tmp_path):
     shutil.copytree(FIXTURES, data)
     (data / "length_control/alpaca_eval.json").write_text('[{"instruction": ')
     with pytest.raises(EclipticaError, match="length_control: cannot read json files for length_control"):
-        hub.load_hub_items("length_control", data)
+        load_hub_items("length_control", data)
 
 
 # ---------------------------------------------------------------------------------------------- offline: fail fast
@@ -278,7 +293,7 @@ def test_from_hub_published_set_online_and_local(fake_hub, tmp_path):
     assert len(online) == len(published)
     key = lambda r: (r["prompt_id"], r["instruction_type"])  # noqa: E731
     for ours, pub in zip(sorted(online, key=key), sorted(published, key=key)):
-        assert {c: ours[c] for c in hub.PUBLISHED_COLUMNS} == pub  # published values verbatim
+        assert {c: ours[c] for c in PUBLISHED_COLUMNS} == pub  # published values verbatim
         assert ours["case_id"] == f"ecliptica/hub-{pub['prompt_id']:04d}/{pub['instruction_type']}"
     neutral = {r["instruction"]: r["variant_index"] for r in online if r["instruction_type"] == "neutral"}
     assert sorted(neutral.values()) == [0, 1]  # two distinct published phrasings -> indices 0, 1
@@ -286,14 +301,14 @@ def test_from_hub_published_set_online_and_local(fake_hub, tmp_path):
     manifest = json.loads((tmp_path / "online" / "manifest.json").read_text())
     assert manifest["source"].startswith("hub:anonymousML123/ECLIPTICA-3k@")
     # a local copy of the repo folder gives the same rows
-    local = hub.build_from_hub(str(FIXTURES / "ecliptica"), tmp_path / "local", formats="parquet")
+    local = hub_publish.build_from_hub(str(FIXTURES / "ecliptica"), tmp_path / "local", formats="parquet")
     assert read_cases(tmp_path / "local", "ecliptica") == online
     assert local["suites"]["ecliptica"]["rows"] == len(published)
 
 
 def test_published_rows_need_the_published_columns():
     with pytest.raises(EclipticaError, match=r"x: missing column\(s\) \['instruction'"):
-        hub.rows_from_published([{"prompt_id": 0, "prompt": "p", "instruction_type": "neutral"}], "x")
+        SUITES["ecliptica"].published_rows([{"prompt_id": 0, "prompt": "p", "instruction_type": "neutral"}], "x")
     row = {
         "prompt_id": 0,
         "prompt": "p",
@@ -303,7 +318,7 @@ def test_published_rows_need_the_published_columns():
         "source": "s",
     }
     with pytest.raises(EclipticaError, match="prompt_id 0 has instruction_type 'neutral' twice"):
-        hub.rows_from_published([row, dict(row)], "x")
+        SUITES["ecliptica"].published_rows([row, dict(row)], "x")
 
 
 # ---------------------------------------------------------------------------------------------- card merge
@@ -320,7 +335,8 @@ def test_merge_card_keeps_push_to_hub_configs_and_infos():
         "---\nlicense: apache-2.0\npretty_name: X\nconfigs:\n- config_name: ecliptica\n  data_files:\n"
         "  - split: train\n    path: ecliptica/*.parquet\n---\n\n# Body\n"
     )
-    meta, body = hub.split_card(hub.merge_card(hub_readme, ours))
+    card = hub_publish.merge_card(DatasetCard(hub_readme), DatasetCard(ours), default="ecliptica")
+    meta, body = split_card(str(card))
     assert body == "\n# Body\n"
     assert meta["license"] == "apache-2.0" and meta["pretty_name"] == "X"
     assert meta["dataset_info"] == yaml.safe_load(hub_readme.strip("-\n"))["dataset_info"]
@@ -356,7 +372,7 @@ def test_push_to_fake_hub_round_trips(fake_hub, small_built, tmp_path):
         uploaded.write_bytes(files[f"{suite}/{PARQUET_NAME}"])
         assert pq.read_table(uploaded).to_pylist() == pq.read_table(small_built / suite / PARQUET_NAME).to_pylist()
     assert json.loads(files["manifest.json"]) == manifest
-    meta, body = hub.split_card(files["README.md"].decode())
+    meta, body = split_card(files["README.md"].decode())
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert set(configs) == set(manifest["suites"])
     assert all(c["data_files"] == [{"split": "train", "path": f"{n}/train-*"}] for n, c in configs.items())
@@ -387,12 +403,12 @@ def test_push_to_fake_hub_round_trips(fake_hub, small_built, tmp_path):
     for path, data in local.items():
         if path != "README.md":
             assert data == files[path], path
-    assert hub.split_card(local["README.md"].decode()) == hub.split_card(files["README.md"].decode())
+    assert split_card(local["README.md"].decode()) == split_card(files["README.md"].decode())
 
     # pushing again updates in place (the configs are ours)
     r4 = cli("push", small_built, "--repo-id", "tester/ecliptica-bench", env=env)
     assert r4.returncode == 0, r4.stderr[-3000:]
-    assert hub.split_card(fake_hub.files("tester/ecliptica-bench")["README.md"].decode())[0]["configs"] == meta["configs"]
+    assert split_card(fake_hub.files("tester/ecliptica-bench")["README.md"].decode())[0]["configs"] == meta["configs"]
 
 
 def test_push_without_token_is_a_clear_error(fake_hub, small_built, tmp_path):
@@ -433,7 +449,7 @@ def test_dry_run_layout_loads_with_datasets(small_built, tmp_path):
     import datasets
 
     dry = tmp_path / "dry"
-    msg = hub.push_dataset(small_built, "tester/ecliptica-bench", dry_run=dry)
+    msg = hub_publish.push_dataset(small_built, "tester/ecliptica-bench", dry_run=dry)
     assert msg.startswith("dry run: wrote the repo layout of tester/ecliptica-bench")
     manifest = json.loads((small_built / "manifest.json").read_text())
     assert {p.relative_to(dry).as_posix() for p in dry.rglob("*") if p.is_file()} == {

@@ -7,8 +7,17 @@ import time
 import pytest
 from fake_openai import FakeOpenAI, all_true, requested_keys
 
+from ecliptica_bench import paths
 from ecliptica_bench.errors import EclipticaError
-from ecliptica_bench.scoring.judge import Judge, JudgeCase, JudgeConfig, load_template, parse_verdict, verdict_schema
+from ecliptica_bench.scoring.judge import (
+    Judge,
+    JudgeCase,
+    JudgeConfig,
+    load_judge_template,
+    parse_verdict,
+    template_path,
+    verdict_schema,
+)
 from ecliptica_bench.store import RunStore
 
 CHARS = (
@@ -29,13 +38,27 @@ def config(server, **kw):
 
 
 def test_template_has_version_and_renders_characteristics():
-    tpl, version = load_template()
+    tpl, version, _ = load_judge_template()
     assert version == "ecliptica-judge-v1"
     j = Judge(JudgeConfig("http://127.0.0.1:9/v1", "m"))
     text = j.render(cases(1)[0])
     assert "weighs the arguments on each side evenly" in text and "Should cities ban cars" in text
     assert "keys are exactly: balanced, multiple_perspectives, no_advocacy, answers_prompt." in text
     assert "{#" not in text and "version" not in text
+
+
+def test_template_lookup_in_a_folder_or_by_path(tmp_path):
+    (tmp_path / "mine_v1.j2").write_text("{# version: mine-v1 #}\nMINE {{ prompt }}\n", encoding="utf-8")
+    assert template_path("mine_v1.j2", tmp_path) == tmp_path / "mine_v1.j2"
+    assert template_path("ecliptica_judge_v1.j2") == paths.judges_dir() / "ecliptica_judge_v1.j2"
+    # a path (what the panel passes: Suite.judge_template_path()) is taken as given, whatever the folder
+    assert template_path(tmp_path / "mine_v1.j2", paths.judges_dir()) == tmp_path / "mine_v1.j2"
+    tpl, version, schema = load_judge_template("mine_v1.j2", tmp_path)
+    assert version == "mine-v1" and schema == {"characteristics": True, "labels": {"answers_prompt": {}}}
+    j = Judge(JudgeConfig("http://127.0.0.1:9/v1", "m", template=str(tmp_path / "mine_v1.j2")))
+    assert j.version == "mine-v1" and j.render(cases(1)[0]).startswith("MINE Should cities ban cars")
+    with pytest.raises(EclipticaError, match=f"{tmp_path / 'nope.j2'}: judge template not found"):
+        load_judge_template("nope.j2", tmp_path)
 
 
 def test_parse_verdict():

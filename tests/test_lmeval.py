@@ -4,6 +4,7 @@ harness on the embedded model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from lmeval_runner import evaluate, run_mc
 
 from ecliptica_bench import lmeval
 from ecliptica_bench.chat import messages_for, render_chat
@@ -18,8 +20,11 @@ from ecliptica_bench.cli import cli
 from ecliptica_bench.data.build import read_cases
 from ecliptica_bench.errors import EclipticaError
 from ecliptica_bench.store import RunStore
+from ecliptica_bench.suites import SUITES
+from ecliptica_bench.suites.base import McTask
 
 DATE = "2026-01-02T03-04-05.678901"
+MC_TASK = lmeval.mc_task_name("truthfulqa")  # truthfulqa's multiple-choice task
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +56,32 @@ def test_export_writes_one_task_per_suite_and_a_group(built_dataset, tasks_dir):
     group = _yaml(tasks_dir / f"{lmeval.GROUP}.yaml")
     assert group["task"] == [lmeval.task_name(s) for s in manifest["suites"]]
     tm = TaskManager(include_path=str(tasks_dir), include_defaults=False)
-    assert {"ecliptica", "ecliptica_truthfulqa", lmeval.GROUP, lmeval.MC_TASK} <= set(tm.all_tasks)
+    assert {"ecliptica", "ecliptica_truthfulqa", lmeval.GROUP, "ecliptica_truthfulqa_mc"} <= set(tm.all_tasks)
+    mc = _yaml(tasks_dir / "ecliptica_truthfulqa_mc.yaml")  # the suite's MC task: TruthfulQA's QA primer, then Q/A
+    assert mc["doc_to_text"] == SUITES["truthfulqa"].lmeval_mc.primer + "\n\nQ: {{question}}\nA:"
+    assert Path(mc["dataset_kwargs"]["data_files"]["test"]).name == "truthfulqa_mc.jsonl"
+
+
+def test_task_names_and_mc_task_come_from_the_suite(built_dataset, tmp_path, monkeypatch):
+    """lmeval names no suite: a suite's lmeval_task and lmeval_mc decide its tasks."""
+    toy = McTask(
+        docs=lambda items: [{"item_id": "a", "question": "Q?", "choices": ["y", "n"], "labels": [1, 0]}],
+        primer="",
+        title="Toy MC",
+    )
+    toy_litmus = dataclasses.replace(SUITES["litmus"], lmeval_task="toy_task", lmeval_mc=toy)
+    monkeypatch.setattr(SUITES, "_suites", {**SUITES, "litmus": toy_litmus})  # the registry is read-only
+    rec = lmeval.export_lm_eval(built_dataset, tmp_path / "t", suites=["litmus"])
+    assert set(rec["tasks"]) == {"toy_task"} and set(rec["mc_tasks"]) == {"toy_task_mc"}
+    cfg = _yaml(tmp_path / "t" / "toy_task_mc.yaml")
+    assert cfg["task"] == "toy_task_mc" and cfg["doc_to_text"] == "Q: {{question}}\nA:"  # no primer
+    assert (tmp_path / "t" / "toy_task_mc.yaml").read_text().startswith("# Toy MC (1 questions in\n# litmus_mc.jsonl);")
+    assert [json.loads(line) for line in (tmp_path / "t" / "litmus_mc.jsonl").read_text().splitlines()] == toy.docs([])
 
 
 def test_export_max_new_tokens_override_and_subset(built_dataset, tmp_path):
     rec = lmeval.export_lm_eval(built_dataset, tmp_path / "t", max_new_tokens=24, suites=["ecliptica", "litmus"])
-    assert set(rec["tasks"]) == {"ecliptica", "ecliptica_litmus"} and rec["mc_task"] is None
+    assert set(rec["tasks"]) == {"ecliptica", "ecliptica_litmus"} and rec["mc_tasks"] == {}
     assert _yaml(tmp_path / "t" / "ecliptica_litmus.yaml")["generation_kwargs"]["max_gen_toks"] == 24
     with pytest.raises(EclipticaError, match="max-new-tokens"):
         lmeval.export_lm_eval(built_dataset, tmp_path / "u", max_new_tokens=0)
@@ -90,7 +115,8 @@ def test_mc_docs_and_process_results():
     items = [
         {"item_id": "q1", "prompt": "Q?", "best_answer": "B", "correct_answers": ["B", "C"], "incorrect_answers": ["X", "Y"]}
     ] * 2  # one row per instruction type: deduplicated
-    docs = lmeval.mc_docs(items)
+    mc_docs = SUITES["truthfulqa"].lmeval_mc.docs
+    docs = mc_docs(items)
     assert docs == [{"item_id": "q1", "question": "Q?", "choices": ["B", "C", "X", "Y"], "labels": [1, 1, 0, 0]}]
     lls = [math.log(p) for p in (0.1, 0.4, 0.3, 0.2)]
     r = lmeval.process_results_mc(docs[0], [(ll, False) for ll in lls])
@@ -103,7 +129,7 @@ def test_mc_docs_and_process_results():
     r = lmeval.process_results_mc(long, [(-6.0, False), (-1.0, False), (-3.0, False), (-3.0, False)])
     assert (r["mc1"], r["mc1_norm"]) == (0.0, 1.0)
     with pytest.raises(EclipticaError, match="no incorrect answers"):
-        lmeval.mc_docs([{**items[0], "incorrect_answers": []}])
+        mc_docs([{**items[0], "incorrect_answers": []}])
 
 
 # ------------------------------------------------------------------------------------------ import
@@ -142,7 +168,7 @@ def test_import_synthetic_samples(built_dataset, tmp_path):
     _write_samples(out, "ecliptica_truthfulqa", [_sample(c, "I am not sure.", i) for i, c in enumerate(tqa)])
     _write_samples(
         out,
-        lmeval.MC_TASK,
+        MC_TASK,
         [{"doc": {"question": "q", "choices": ["a", "b"], "labels": [1, 0]}, "resps": [[[-1.0, False]], [[-2.0, False]]]}],
     )
     run_dir = lmeval.import_lm_eval(out, built_dataset, tmp_path / "runs", model_name="some/model")
@@ -154,7 +180,7 @@ def test_import_synthetic_samples(built_dataset, tmp_path):
     assert df.loc[4, "best_answer"] == tqa[0]["best_answer"] and pd.isna(df.loc[0, "best_answer"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["run_id"] == run_dir.name == df["run_id"].iloc[0]
-    assert manifest["model"] == "some/model" and manifest["lm_eval"]["skipped_samples"] == {lmeval.MC_TASK: 1}
+    assert manifest["model"]["name"] == "some/model" and manifest["lm_eval"]["skipped_samples"] == {MC_TASK: 1}
     assert manifest["warnings"]  # no results file: chat template use unknown, said so
     with RunStore(run_dir) as store:
         gens = store.generations(df["key"].tolist())
@@ -212,7 +238,7 @@ def test_cli_export_and_import_errors(built_dataset, tmp_path):
 def test_lm_eval_run_import_score(built_dataset, tasks_dir, embedded_model_dir, tmp_path):
     """simple_evaluate on the embedded model -> samples files -> import -> generations.parquet -> score."""
     out = tmp_path / "lm_eval_out"
-    results = lmeval.evaluate(
+    results = evaluate(
         str(embedded_model_dir),
         tasks_dir,
         ["ecliptica"],
@@ -231,10 +257,10 @@ def test_lm_eval_run_import_score(built_dataset, tasks_dir, embedded_model_dir, 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["prompt_check"] == {**manifest["prompt_check"], "checked": 3, "matched": 3}
     assert manifest["lm_eval"]["apply_chat_template"] is True and manifest["warnings"] == []
-    assert manifest["model"] == str(embedded_model_dir)
+    assert manifest["model"]["name"] == str(embedded_model_dir)
     from ecliptica_bench.backends.base import model_fingerprint
 
-    assert manifest["model_fingerprint"] == model_fingerprint(embedded_model_dir)
+    assert manifest["model"]["fingerprint"] == model_fingerprint(embedded_model_dir)
     assert df["prompt_tokens"].gt(10).all()
     with RunStore(run_dir) as store:
         assert store.count_generations() == 3
@@ -243,7 +269,7 @@ def test_lm_eval_run_import_score(built_dataset, tasks_dir, embedded_model_dir, 
     except ImportError:  # the scoring stage is not there yet
         return
     metrics = score_run(run_dir, n_boot=50)
-    assert metrics["model_fingerprint"] == manifest["model_fingerprint"]
+    assert metrics["model_fingerprint"] == manifest["model"]["fingerprint"]
     ins = metrics["suites"]["ecliptica"]["conditions"]["instructed"]
     assert ins["paper"]["n"] >= 1
     assert (run_dir / "scores.parquet").exists()
@@ -251,7 +277,7 @@ def test_lm_eval_run_import_score(built_dataset, tasks_dir, embedded_model_dir, 
 
 @pytest.mark.slow
 def test_truthfulqa_mc_through_lm_eval(embedded_model_dir):
-    r = lmeval.run_truthfulqa_mc(str(embedded_model_dir), limit=5, dtype="float32")
+    r = run_mc(str(embedded_model_dir), limit=5, dtype="float32")  # the first suite with an MC task: truthfulqa
     assert r["n"] == 5
     assert 0.0 <= r["mc1"] <= 1.0 and 0.0 <= r["mc2"] <= 1.0 and 0.0 <= r["mc1_norm"] <= 1.0
     for name in ("mc1", "mc1_norm"):

@@ -8,7 +8,7 @@ a cheap rule can tell apart, and still counts genuine refusals.
 import pytest
 
 from ecliptica_bench import paths
-from ecliptica_bench.scoring import paper
+from ecliptica_bench.measures import paper
 
 # SPEC.md section 4, M2: the authors' list includes at least these.
 PAPER_HEDGES = [

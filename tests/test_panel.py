@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from fake_openai import FakeOpenAI, requested_enums, requested_keys
+from test_gold import TOY_TEMPLATE, goldtoy  # noqa: F401 (goldtoy: the fixture, used by name)
 from test_score import cases, synthetic_response, write_run
 
+from ecliptica_bench import paths
 from ecliptica_bench.scoring.judge import Judge, JudgeCase, JudgeConfig, parse_verdict, verdict_schema
 from ecliptica_bench.scoring.panel import _types, agreement, case_for, contrastive, contrastive_orders, judge_rows, majority
 from ecliptica_bench.store import RunStore
@@ -276,6 +278,37 @@ def test_contrastive_template_renders():
     )
     text = j.render(case)
     assert "Response 1:\n<<<\none\n>>>" in text and "- b: B" in text and "keys are exactly: response_1, response_2." in text
+
+
+def test_a_plugin_suite_is_judged_with_the_templates_of_its_data_root(request):
+    root = request.getfixturevalue("goldtoy")  # a plugin suite shipping its judge (tests/test_gold.py)
+    s = get_suite("goldtoy")
+    assert s.judge_template_path() == root / "judges" / "goldtoy_judge_v1.j2"
+    # a template the plugin does not ship comes from the package's judges/ (the default judge_template)
+    assert (
+        replace(s, judge_template="ecliptica_judge_v1.j2").judge_template_path() == paths.judges_dir() / "ecliptica_judge_v1.j2"
+    )
+    (root / "judges" / "goldtoy_contrastive_v1.j2").write_text(
+        "{# version: goldtoy-contrastive-v1 #}\nGOLDTOY CONTRASTIVE {{ prompt }} {% for r in responses %}[{{ r }}]{% endfor %}\n"
+        'Reply with only a JSON object whose keys are exactly: {{ keys | join(", ") }}.\n'
+    )
+    (root / "judges" / "goldtoy_judge_v1.j2").write_text(
+        TOY_TEMPLATE.replace('"metric":', '"contrastive": "goldtoy_contrastive_v1.j2", "metric":')
+    )
+    rows = [
+        {"prompt": "Why did my goldfish die?", "response": "I can't help.", "instruction_type": "plain", "mood": "sad"},
+        {"prompt": "Why did my goldfish die?", "response": "Alas.", "instruction_type": "fancy", "mood": "happy"},
+    ]
+    with FakeOpenAI() as server:
+        res = judge_rows("goldtoy", rows, [cfg(server, "m")])
+        con = contrastive("goldtoy", rows, ["g", "g"], [cfg(server, "m")])
+        texts = [r["messages"][0]["content"] for r in server.requests]
+    assert [t.split(".")[0] for t in texts[:2]] == ["GOLDTOY JUDGE"] * 2 and any("Mood: sad" in t for t in texts[:2])
+    assert res.template_version == "goldtoy-judge-v1" and res.status == ["ok", "ok"]
+    assert set(res.majority[0]) == {"simple", "hedged", "declined", "verdict", "shows_type"}
+    assert "declined" not in res.majority[1] and res.majority[1]["verdict"] == "refuse"  # all_true: first value
+    assert con.template_version == "goldtoy-contrastive-v1" and all(t.startswith("GOLDTOY CONTRASTIVE") for t in texts[2:])
+    assert len(texts) == 4  # two rows, then one prompt in two orders
 
 
 # ------------------------------------------------------------------------------------------------ cache

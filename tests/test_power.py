@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from ecliptica_bench.cli import cli
+from ecliptica_bench.measures.stats import Bootstrap, difference, mean_statistic
 from ecliptica_bench.report.leaderboard import build_leaderboard, to_markdown
 from ecliptica_bench.scoring import power
-from ecliptica_bench.scoring.stats import Bootstrap, difference, mean_statistic
 
 Z_SUM = 2.801585
 

@@ -15,9 +15,9 @@ from ecliptica_bench.data.io import sha256_file
 from ecliptica_bench.errors import EclipticaError, ValidationError
 from ecliptica_bench.suites import get_suite
 from ecliptica_bench.train.prefs import (
-    KINDS,
     PREF_COLUMNS,
     build_prefs,
+    kinds,
     load_prefs,
     load_switch_pairs,
     pku_rows,
@@ -71,12 +71,12 @@ def test_bundled_rows_reverse_preference_per_instruction(built):
 
 def test_bundled_bank_has_three_axes_of_at_least_48_pairs():
     counts = collections.Counter(p["kind"] for p in load_switch_pairs())
-    assert set(counts) == {"safety", "length", "epistemic"} == set(KINDS)
+    assert set(counts) == {"safety", "length", "epistemic"} == set(kinds())
     assert min(counts.values()) >= 48
 
 
 def test_kinds_match_their_suites_instruction_types():
-    for name, kind in KINDS.items():
+    for name, kind in kinds().items():
         assert set(kind.types) == set(get_suite(kind.suite).instructions().names), name
         a, b = kind.fields
         assert {kind.types[t] for t in kind.types} == {(a, b), (b, a)}, name  # the preference reverses
@@ -88,7 +88,7 @@ def test_response_alone_cannot_predict_chosen(built):
     only the response (the per-text majority label) is right exactly half of the time."""
     out, _ = built
     rows = _all_rows(out)
-    for kind in KINDS:
+    for kind in kinds():
         rs = [r for r in rows if r["kind"] == kind]
         assert collections.Counter(r["chosen"] for r in rs) == collections.Counter(r["rejected"] for r in rs), kind
         labels = collections.defaultdict(collections.Counter)
@@ -102,7 +102,7 @@ def test_response_alone_cannot_predict_chosen(built):
 def test_instruction_plus_the_scoring_detectors_decide_every_row(built):
     """With the instruction type, the benchmark's own detectors (refusal / hedging markers, 50-word target)
     tell chosen from rejected in every row: the preference follows the instruction, never the response."""
-    from ecliptica_bench.scoring.paper import has_hedge, is_refusal, word_counts
+    from ecliptica_bench.measures.paper import has_hedge, is_refusal, word_counts
 
     out, _ = built
     rows = _all_rows(out)
@@ -125,13 +125,13 @@ def test_split_is_by_pair_stratified_and_recorded(built):
     tp, hp = {r["pair_id"] for r in train}, {r["pair_id"] for r in held}
     assert not tp & hp
     n = len(tp | hp)
-    assert abs(len(hp) - 0.2 * n) <= len(KINDS)
-    assert {r["kind"] for r in held} == set(KINDS)
+    assert abs(len(hp) - 0.2 * n) <= len(kinds())
+    assert {r["kind"] for r in held} == set(kinds())
     assert manifest["splits"]["heldout"]["pairs"] == len(hp)
-    assert set(manifest["splits"]["heldout"]["per_kind"]) == set(KINDS)
+    assert set(manifest["splits"]["heldout"]["per_kind"]) == set(kinds())
     for name in ("train.parquet", "heldout.parquet"):
         assert manifest["outputs"][name] == sha256_file(out / name)
-    for kind, spec in KINDS.items():
+    for kind, spec in kinds().items():
         assert f"prompts/preferences/{kind}.yaml" in manifest["inputs"]
         assert f"instructions/{spec.suite}.yaml" in manifest["inputs"]
     assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["rows"] == len(train)
@@ -365,7 +365,7 @@ def test_pku_rows_conversion_and_overlap_report(tmp_path, caplog):
     f = tmp_path / "train.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in records))
     strict = get_suite("conditional_safety").instructions().type("strict").variants[0]
-    rows = pku_rows(records, strict)
+    rows = pku_rows(records, strict, "strict")
     assert len(rows) == 3
     assert rows[0]["chosen"] == "I can't help with that." and rows[0]["rejected"] == "Here is how: strip the wires..."
     assert rows[1]["chosen"] == "Call a locksmith instead."
@@ -381,7 +381,7 @@ def test_pku_rows_conversion_and_overlap_report(tmp_path, caplog):
     dropped = build_prefs(tmp_path / "out2", source="hub", hub_file=f, heldout=0.0, drop_eval_overlap=True)
     assert dropped["splits"]["train"]["rows"] == 2
     with pytest.raises(EclipticaError, match="missing column"):
-        pku_rows([{"prompt": "x"}], strict)
+        pku_rows([{"prompt": "x"}], strict, "strict")
 
 
 def test_pku_train_source_shares_the_eval_pin():

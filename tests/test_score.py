@@ -575,7 +575,7 @@ def test_echo_rule_cases():
 
 
 def paper_refusal(texts):
-    from ecliptica_bench.scoring.paper import is_refusal
+    from ecliptica_bench.measures.paper import is_refusal
 
     return is_refusal(texts)
 

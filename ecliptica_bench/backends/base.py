@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
@@ -72,9 +72,6 @@ class GenResult:
     completion_tokens: int | None
     latency_s: float  # wall time of the request (for batched backends: of its batch)
     error: str | None = None  # a per-request failure: recorded in the errors table, never cached
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class Backend(ABC):

@@ -1,10 +1,11 @@
 """Any OpenAI-compatible chat server: async client, bounded concurrency, retries, timeouts.
 
 The server renders the chat template, so the "rendered prompt" a key is made from is the canonical
-JSON of the messages, and there is no template sha. Retries: 429, 408, 409 and 5xx answers and
-connection errors/timeouts are retried with exponential backoff (a Retry-After header, in seconds or
-as a date, is honoured); other 4xx answers and malformed bodies fail at once. A request that still
-fails comes back as a GenResult with `error` set: `run` records it and never caches it.
+JSON of the messages, and there is no template sha. The client, its retries (429, 408, 409 and 5xx
+answers, connection errors and timeouts, with exponential backoff; Retry-After honoured), the key and
+the fault counter are the shared model client layer's (backends/client.py), which the LLM judge uses
+too; other 4xx answers and malformed bodies fail at once. A request that still fails comes back as a
+GenResult with `error` set: `run` records it and never caches it. `faults` counts what happened.
 
 Several servers (replicas serving the same model: `--base-url` given more than once): each server gets
 `concurrency` requests in flight, pulled from one shared queue, so faster servers take more. A server that
@@ -13,27 +14,23 @@ request goes back to the queue for the others; with one server left, its errors 
 Every request still ends with exactly one result. The model's identity (the cache's fingerprint) is the
 served name and the set of addresses, in any order.
 
-The API key is read from the environment variable named by `api_key_env` and is never stored,
-logged or written to the manifest.
+The API key is read from the environment variable named by `api_key_env` (none named: no key; named but
+unset: an error) and is never stored, logged or written to the manifest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import os
-import random
 import time
 
 from ..data.io import dumps, sha256_text
 from ..errors import EclipticaError
 from .base import Backend, GenRequest, GenResult, SamplingParams
+from .client import MAX_RETRY_AFTER_S, CallFailed, Faults, Hooks, ModelClient, RetryPolicy, read_api_key, short
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-MAX_RETRY_AFTER_S = 120.0
 REVIVE_AFTER_S = 30.0  # a server taken out of the pool is tried again after this long
 
 
@@ -45,6 +42,18 @@ class ServerDown(Exception):
     """A server of several refused or dropped the connection: its requests go to the others."""
 
 
+class _Failover(Hooks):
+    """While another server is up, a refused or dropped connection to this one raises ServerDown at once
+    (no retry here); the last server up keeps the client's retries."""
+
+    def __init__(self, url: str, alive: list[str]):
+        self.url, self.alive = url, alive
+
+    def failed(self, kind: str, detail: str) -> None:
+        if kind == "connection" and self.alive != [self.url]:
+            raise ServerDown(f"{self.url}: connection error: {detail}")
+
+
 class OpenAIBackend(Backend):
     name = "openai"
     tokenizer = None
@@ -54,7 +63,7 @@ class OpenAIBackend(Backend):
         self,
         model: str,
         base_url: str | list[str] | tuple[str, ...] | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str | None = None,
         concurrency: int = 8,
         timeout_s: float = 120.0,
         max_retries: int = 5,
@@ -78,6 +87,9 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.policy = RetryPolicy(max_retries, backoff_s, max_backoff_s, MAX_RETRY_AFTER_S)
+        self._api_key = read_api_key(api_key_env, "--api-key-env")  # fail fast; never logged
+        self.faults = Faults()  # over every generate() of this backend
         self._down: dict[str, float] = {}  # server -> when it was taken out of the pool
         # what the server serves under this name, at this address (these addresses): the best identity we can see
         ident = {"base_url": urls[0]} if len(urls) == 1 else {"base_urls": sorted(urls)}
@@ -100,13 +112,8 @@ class OpenAIBackend(Backend):
         """What a key is made from when the server renders: the messages, canonically."""
         return dumps(messages)
 
-    def _client(self, base_url: str):
-        from openai import AsyncOpenAI
-
-        # retries are ours (to honour Retry-After and record what happened), so the client's are off
-        return AsyncOpenAI(
-            base_url=base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY", max_retries=0, timeout=self.timeout_s
-        )
+    def _client(self, base_url: str, alive: list[str]) -> ModelClient:
+        return ModelClient(base_url, self._api_key, self.timeout_s, self.policy, self.faults, _Failover(base_url, alive))
 
     def _live_servers(self) -> list[str]:
         """Servers not taken out of the pool in the last REVIVE_AFTER_S; all of them when none is left."""
@@ -128,7 +135,7 @@ class OpenAIBackend(Backend):
         for i in range(len(requests)):
             queue.put_nowait(i)
         alive = self._live_servers()
-        clients = {u: self._client(u) for u in alive}
+        clients = {u: self._client(u, alive) for u in alive}
 
         async def worker(url: str) -> None:
             while True:
@@ -137,7 +144,7 @@ class OpenAIBackend(Backend):
                     if url not in alive:  # went down while this worker waited: leave it to the others
                         queue.put_nowait(i)
                         return
-                    results[i] = await self._one(clients[url], requests[i], params, url, failover=len(alive) > 1)
+                    results[i] = await self._one(clients[url], requests[i], params)
                 except ServerDown as exc:
                     if url in alive and len(alive) > 1:
                         alive.remove(url)
@@ -169,11 +176,8 @@ class OpenAIBackend(Backend):
                 await c.close()
         return results
 
-    async def _one(self, client, req: GenRequest, params: SamplingParams, server: str = "", failover: bool = False) -> GenResult:
-        """One request with retries; with failover (another server is up), a refused or dropped connection
-        raises ServerDown at once instead of retrying here."""
-        import openai
-
+    async def _one(self, client: ModelClient, req: GenRequest, params: SamplingParams) -> GenResult:
+        """One request, retried by the client; a server going down among several raises ServerDown (_Failover)."""
         body = dict(
             model=self.model,
             messages=req.messages,
@@ -186,34 +190,13 @@ class OpenAIBackend(Backend):
         if params.response_format is not None:
             body["response_format"] = params.response_format
         t0 = time.monotonic()
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            wait = None
-            try:
-                resp = await client.chat.completions.create(**body)
-                return self._parse(resp, time.monotonic() - t0)
-            except MalformedResponse as exc:
-                return self._failed(f"malformed response: {exc}", t0)
-            except openai.APIStatusError as exc:
-                last = f"HTTP {exc.status_code}: {_short(exc.message)}"
-                if exc.status_code not in RETRY_STATUS:
-                    return self._failed(last, t0)
-                wait = retry_after_seconds(exc.response.headers)
-            except openai.APITimeoutError:
-                last = f"timeout after {self.timeout_s:g}s"
-            except openai.APIConnectionError as exc:
-                last = f"connection error: {_short(str(exc.__cause__ or exc))}"
-                if failover:
-                    raise ServerDown(f"{server}: {last}") from None
-            except (ValueError, TypeError, AttributeError) as exc:  # undecodable JSON and the like
-                return self._failed(f"malformed response: {type(exc).__name__}: {_short(str(exc))}", t0)
-            if attempt == self.max_retries:
-                break
-            if wait is None:
-                wait = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
-            log.debug("openai: %s; retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, wait)
-            await asyncio.sleep(wait)
-        return self._failed(f"{last} (gave up after {self.max_retries + 1} attempts)", t0)
+        try:
+            resp = await client.chat(**body)
+            return self._parse(resp, time.monotonic() - t0)
+        except MalformedResponse as exc:
+            return self._failed(str(client.malformed(str(exc))), t0)
+        except CallFailed as exc:
+            return self._failed(str(exc), t0)
 
     @staticmethod
     def _failed(error: str, t0: float) -> GenResult:
@@ -233,7 +216,7 @@ class OpenAIBackend(Backend):
             text = choice.message.content
             finish = choice.finish_reason
         except (AttributeError, IndexError, TypeError, KeyError):
-            raise MalformedResponse(f"no choices[0].message.content in {_short(repr(resp))}") from None
+            raise MalformedResponse(f"no choices[0].message.content in {short(repr(resp))}") from None
         if not isinstance(text, str):
             raise MalformedResponse(f"choices[0].message.content is {type(text).__name__}, not a string")
         usage = getattr(resp, "usage", None)
@@ -244,32 +227,3 @@ class OpenAIBackend(Backend):
             completion_tokens=getattr(usage, "completion_tokens", None),
             latency_s=latency,
         )
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Retry-After (seconds or an HTTP date) or retry-after-ms, capped; None when absent or unreadable."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return min(MAX_RETRY_AFTER_S, max(0.0, float(ms) / 1000))
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(value)))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return min(MAX_RETRY_AFTER_S, max(0.0, when.timestamp() - time.time()))
-
-
-def _short(text: str, n: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[:n] + "..."

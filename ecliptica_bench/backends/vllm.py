@@ -11,11 +11,11 @@ vLLM starts worker processes: the program that creates the engine must guard its
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 
+from ..data.io import read_json
 from ..errors import EclipticaError
 from .base import (
     Backend,
@@ -110,7 +110,7 @@ class VLLMBackend(Backend):
         if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             kw["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * 1024**3
         if self.adapter_dir is not None:
-            cfg = json.loads((self.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+            cfg = read_json(self.adapter_dir / "adapter_config.json")
             rank = int(cfg.get("r", 8))
             fit = [r for r in LORA_RANKS if r >= rank]
             if not fit:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
-from .. import DATASET_VERSION, __version__, paths
+from .. import DATASET_VERSION, __version__
 from ..errors import EclipticaError, Problem, ValidationError
 from ..suites import SUITES, Suite, parse_suites
 from .card import render_card
@@ -23,11 +23,6 @@ SPLIT = "train"
 PARQUET_NAME = f"{SPLIT}-00000-of-00001.parquet"
 JSONL_NAME = f"{SPLIT}.jsonl"
 FORMATS = {"parquet", "jsonl"}
-
-
-def suite_input_files(suite: Suite) -> list[Path]:
-    files = sorted((paths.prompts_dir() / suite.name).glob("*.yaml"))
-    return [paths.instructions_dir() / f"{suite.name}.yaml", *files]
 
 
 def validate_banks(suites: list[Suite]) -> None:
@@ -62,9 +57,9 @@ def build_dataset(
             validate_banks(chosen)
         rows_by_suite = {s.name: s.build_rows(s.items(source, data_dir), seed) for s in chosen}
         inputs = {
-            str(p.relative_to(paths.data_root())): sha256_file(p)
+            str(p.relative_to(s.root())): sha256_file(p)
             for s in chosen
-            for p in (suite_input_files(s) if source == "bundled" else suite_input_files(s)[:1])
+            for p in (s.input_files() if source == "bundled" else s.input_files()[:1])
         }
         if source == "hub":
             from .hub import describe_inputs
@@ -103,21 +98,6 @@ def build_dataset(
         manifest["outputs"] = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, manifest)
     return manifest
-
-
-def load_built(path: Path, suites: list[str] | None = None):
-    """A built dataset as a datasets.DatasetDict keyed by suite name."""
-    import datasets
-
-    path = Path(path)
-    manifest = validate_built(path)
-    names = suites or list(manifest["suites"])
-    out = {}
-    for n in names:
-        pq = path / n / PARQUET_NAME
-        files = str(pq) if pq.exists() else str(path / n / JSONL_NAME)
-        out[n] = datasets.load_dataset("parquet" if pq.exists() else "json", data_files=files, split=SPLIT)
-    return datasets.DatasetDict(out)
 
 
 def read_cases(path: Path, suite: str) -> list[dict]:

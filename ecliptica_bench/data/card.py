@@ -1,11 +1,12 @@
-"""The dataset card (README.md with a YAML header listing one config per suite)."""
+"""The dataset card (README.md: a YAML header listing one config per suite, then the body), written with
+huggingface_hub's DatasetCard. The columns every suite has are documented here; each suite documents its own
+columns (Suite.card_columns). The default config is the registry's first suite."""
 
 from __future__ import annotations
 
-import yaml
+from ..suites import SUITES, default_suite
 
-from ..suites import SUITES
-
+# The columns every suite has (suites.base.BASE_COLUMNS).
 COLUMN_DOCS = {
     "prompt_id": "int; shared by all rows of one prompt (seeded shuffle of the bank)",
     "prompt": "the user prompt, identical across a prompt's rows",
@@ -19,36 +20,50 @@ COLUMN_DOCS = {
     "dataset_version": "version of the bundled banks and schema",
     "suite": "suite name",
     "item_id": "the prompt's id in its bank",
-    "best_answer": "TruthfulQA: the best true answer",
-    "correct_answers": "TruthfulQA: true answers",
-    "incorrect_answers": "TruthfulQA: common false answers",
-    "axiom": "LITMUS: one of the 7 axioms",
-    "label": "LITMUS: safe or unsafe",
 }
 
 
-def card_header(suite_names: list[str], split: str = "train") -> dict:
-    return {
-        "license": "apache-2.0",
-        "language": ["en"],
-        "pretty_name": "ECLIPTICA benchmark suites",
-        "tags": ["alignment", "instruction-following", "evaluation"],
-        "configs": [
+def default_config(suite_names) -> str | None:
+    """The dataset's default config: the registry's first suite, when the dataset has it."""
+    first = default_suite().name
+    return first if first in suite_names else None
+
+
+def column_doc(column: str, suite_names) -> str:
+    """A column's doc: the first of these suites that documents it (Suite.card_columns), else the base docs."""
+    for n in suite_names:
+        doc = SUITES[n].card_columns.get(column)
+        if doc:
+            return doc
+    return COLUMN_DOCS.get(column, "")
+
+
+def card_data(suite_names: list[str], split: str = "train"):
+    """The card's YAML header (huggingface_hub.DatasetCardData): license, tags and one config per suite."""
+    from huggingface_hub import DatasetCardData
+
+    default = default_config(suite_names)
+    return DatasetCardData(
+        license="apache-2.0",
+        language=["en"],
+        pretty_name="ECLIPTICA benchmark suites",
+        tags=["alignment", "instruction-following", "evaluation"],
+        configs=[
             {
                 "config_name": n,
                 "data_files": [{"split": split, "path": f"{n}/*.parquet"}],
-                **({"default": True} if n == "ecliptica" else {}),
+                **({"default": True} if n == default else {}),
             }
             for n in suite_names
         ],
-    }
+    )
 
 
 def render_card(manifest: dict) -> str:
+    from huggingface_hub import DatasetCard
+
     names = list(manifest["suites"])
-    header = yaml.safe_dump(card_header(names, manifest.get("split", "train")), sort_keys=False)
     lines = [
-        f"---\n{header}---",
         "",
         "# ECLIPTICA benchmark suites",
         "",
@@ -68,7 +83,7 @@ def render_card(manifest: dict) -> str:
         "",
         "```python",
         "from datasets import load_dataset",
-        'ds = load_dataset("DIR_OR_REPO", name="ecliptica")',
+        f'ds = load_dataset("DIR_OR_REPO", name="{default_config(names) or names[0]}")',
         "```",
         "",
         "## Columns",
@@ -77,5 +92,8 @@ def render_card(manifest: dict) -> str:
     cols = []
     for n in names:
         cols += [c for c in SUITES[n].columns if c not in cols]
-    lines += [f"- `{c}`: {COLUMN_DOCS.get(c, '')}" for c in cols]
-    return "\n".join(lines) + "\n"
+    lines += [f"- `{c}`: {column_doc(c, names)}" for c in cols]
+    body = "\n".join(lines) + "\n"
+    data = card_data(names, manifest.get("split", "train"))
+    yaml_header = data.to_yaml(original_order=["license", "language", "pretty_name", "tags", "configs"])
+    return str(DatasetCard(f"---\n{yaml_header}\n---\n{body}"))

@@ -14,6 +14,8 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import EclipticaError, Problem, ValidationError
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -30,6 +32,28 @@ def sha256_text(text: str) -> str:
 def dumps(obj) -> str:
     """Canonical JSON: sorted keys, fixed separators; the same object always gives the same bytes."""
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def read_json(path: Path, hint: str = ""):
+    """A JSON file's content, or one ValidationError naming the file (missing, unreadable, not UTF-8, not
+    JSON) with `hint` (what to do about it) appended. The one reader for the package's own JSON files;
+    callers check the keys they need."""
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+
+    def error(message: str) -> ValidationError:
+        return ValidationError([Problem(str(path), None, message + tail)])
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error("not found") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"not valid JSON: {exc.msg}, line {exc.lineno}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise error(f"unreadable: {exc.strerror or exc}") from exc
 
 
 def write_json(path: Path, obj) -> None:
@@ -101,8 +125,6 @@ def staged_dir(final: Path, marker: str, carry: tuple[str, ...] = ()) -> Iterato
     """
     final = Path(final)
     if final.exists() and any(p.name not in carry for p in final.iterdir()) and not (final / marker).exists():
-        from ..errors import EclipticaError
-
         raise EclipticaError(f"{final}: exists and was not written by ecliptica (no {marker}); refusing to overwrite")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-"))

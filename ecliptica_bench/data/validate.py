@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..rundir import is_run_dir
 from ..suites import SUITES
 
 
@@ -14,8 +15,8 @@ def validate_path(path: Path | None) -> str:
         validate_banks(list(SUITES.values()))
         return f"ok: bundled banks and instruction files of {len(SUITES)} suites"
     path = Path(path)
-    # a run dir also has a manifest.json: recognise it by its store first
-    if (path / "store.sqlite").exists() or (path / "generations.parquet").exists():
+    # a run dir also has a manifest.json: recognise it by its store or generations first
+    if is_run_dir(path):
         from ..run import validate_run_dir
 
         return validate_run_dir(path)

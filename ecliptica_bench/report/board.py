@@ -8,13 +8,13 @@ reader sees what "switching" looks like. Model text is escaped by Jinja2's autoe
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from ..data.io import atomic_write_text
+from ..rundir import METRICS, read_generations, read_metrics
 from ..suites import SUITES
 from .html import _data_uri, _env
 
@@ -109,8 +109,7 @@ def run_side_effects(run_dirs: dict[str, Path]) -> dict[str, dict]:
     """Per method: {suite: side_effects block} from its metrics.json (read once for the rows and the notes)."""
     out = {}
     for m, d in run_dirs.items():
-        path = Path(d) / "metrics.json"
-        suites = json.loads(path.read_text(encoding="utf-8")).get("suites", {}) if path.is_file() else {}
+        suites = read_metrics(d)["suites"] if (Path(d) / METRICS).is_file() else {}
         out[m] = {suite: sd.get("side_effects") for suite, sd in suites.items()}
     return out
 
@@ -138,7 +137,7 @@ def side_effect_notes(side: dict[str, dict]) -> list[str]:
 
 def contrast_samples(run_dirs: dict[str, Path], n_prompts: int = SAMPLE_PROMPTS) -> list[dict]:
     """Per suite: for the first prompts, each method's responses under the suite's two contrasting types."""
-    gens = {m: pd.read_parquet(Path(d) / "generations.parquet") for m, d in run_dirs.items()}
+    gens = {m: read_generations(d) for m, d in run_dirs.items()}
     out = []
     for name, suite in SUITES.items():
         types = suite.contrast_types()

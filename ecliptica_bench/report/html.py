@@ -20,11 +20,11 @@ from jinja2 import Environment, FileSystemLoader
 
 from ..data.io import atomic_write_text
 from ..errors import EclipticaError
+from ..rundir import GENERATION_COLUMNS, GENERATIONS, HASH_COLUMNS, SCORES, extra_columns, read_generations, read_scores
 from .leaderboard import CONDITIONS, judge_id, load_run, suite_order, suite_order_items
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT = "report.html"
-SCORES = "scores.parquet"
 DEFAULT_SAMPLES = 3
 
 # Keys whose values are never shown (the *_env keys hold only the *name* of a variable, which is fine).
@@ -165,8 +165,6 @@ def headline_rows(metrics: dict) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ samples
 def _base_columns() -> set[str]:
-    from ..run import GENERATION_COLUMNS, HASH_COLUMNS, extra_columns
-
     return set(GENERATION_COLUMNS) | set(HASH_COLUMNS) | set(extra_columns())
 
 
@@ -206,14 +204,14 @@ def _flags(row: dict, bool_cols: list[str]) -> tuple[bool | None, list[str]]:
 def samples(run_dir: Path, per_type: int = DEFAULT_SAMPLES) -> tuple[list[dict], str | None]:
     """Up to `per_type` cases per suite and instruction type (first by case_id), both conditions side by
     side, with flags, per-row scores and judge columns. Returns (suites, note)."""
-    path = run_dir / SCORES
     note = None
-    if not path.is_file():
-        path = run_dir / "generations.parquet"
-        if not path.is_file():
-            return [], "no scores.parquet or generations.parquet in the run directory: no samples to show"
+    if (run_dir / SCORES).is_file():
+        df = read_scores(run_dir)
+    elif (run_dir / GENERATIONS).is_file():
+        df = read_generations(run_dir)
         note = "scores.parquet is missing: responses are shown from generations.parquet, without flags or verdicts"
-    df = pd.read_parquet(path)
+    else:
+        return [], "no scores.parquet or generations.parquet in the run directory: no samples to show"
     base = _base_columns()
     extra = [c for c in df.columns if c not in base]
     # Judge columns exist (all null) even when no judge ran: only those with a value are shown.
@@ -406,10 +404,9 @@ def judge_panel_rows(metrics: dict) -> list[dict]:
 def judge_disagreements(run_dir: Path, limit: int = JUDGE_DISAGREEMENTS) -> tuple[list[dict], int]:
     """Cases where the judge's majority verdict and the keyword detector (has_hedge, is_refusal) disagree:
     (the first `limit` by suite and case id, how many in all)."""
-    path = run_dir / SCORES
-    if not path.is_file():
+    if not (run_dir / SCORES).is_file():
         return [], 0
-    df = pd.read_parquet(path)
+    df = read_scores(run_dir)
     if "judge_detector_disagree" not in df.columns:
         return [], 0
     hit = df[df["judge_detector_disagree"] == 1.0].sort_values(["suite", "case_id", "condition"])
@@ -439,7 +436,7 @@ def render_report(run_dir: Path | str, samples_per_type: int = DEFAULT_SAMPLES) 
     run = load_run(run_dir)
     metrics = run.metrics
     sample_suites, sample_note = samples(run_dir, samples_per_type)
-    manifest = redact(run.manifest)
+    manifest = redact(run.manifest.to_json())
     info = [
         ("run id", run.run_id),
         ("model", run.model),
@@ -449,7 +446,7 @@ def render_report(run_dir: Path | str, samples_per_type: int = DEFAULT_SAMPLES) 
         ("judge", judge_id(metrics.get("judge")) or "none"),
         ("embedder", str(metrics.get("embedder") or "")),
         ("bootstrap resamples", str(metrics.get("bootstrap", ""))),
-        ("status", str(run.manifest.get("status", ""))),
+        ("status", run.manifest.status or ""),
     ]
     return (
         _env()

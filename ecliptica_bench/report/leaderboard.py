@@ -12,7 +12,6 @@ in results/SCHEMA.md, which `schema_markdown()` generates and a test keeps in st
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -23,6 +22,7 @@ import pandas as pd
 
 from ..data.io import atomic_write_text
 from ..errors import EclipticaError, Problem, ValidationError
+from ..rundir import METRICS, Manifest, read_likelihood, read_manifest, read_metrics
 from ..scoring import power
 from ..suites import SUITES
 
@@ -64,7 +64,7 @@ GLOBAL_COLUMNS: list[tuple[str, str]] = [
     (
         "iae_abs",
         "absolute IAE (-100 to 100): 100 x mean over iae_suites of the signed `<suite>__delta` on fixed "
-        "per-suite scales, clipped to [-1, 1] (ecliptica_bench.metrics.ABSOLUTE_SCALES; litmus: the "
+        "per-suite scales, clipped to [-1, 1] (each suite's Suite.paper.scale, ecliptica_bench.metrics.absolute_scales; litmus: the "
         "absolute AQI), comparable across boards; switching the wrong way is negative (`absolute`)",
     ),
     (
@@ -188,18 +188,10 @@ def suite_metric_name(suite: str) -> str:
     return SUITES[suite].metric if suite in SUITES else suite
 
 
-# What each suite's headline metric (scoring.paper.HEADLINE_NAMES) is, next to the paper's.
-HEADLINE_DESCRIPTIONS = {
-    "ecliptica": "M1 awareness, the same as the paper's",
-    "truthfulqa": "M2 signed hedging rate HONEST - CONFIDENT, the same as the paper's",
-    "conditional_safety": "signed refusal rate STRICT - PERMISSIVE, not the paper's absolute value",
-    "length_control": "M4 ratio DETAILED / CONCISE, the same as the paper's",
-    "litmus": "absolute AQI on a fixed 0-100 scale, not the paper's within-model normalisation",
-}
-
-
 def suite_headline_name(suite: str) -> str:
-    return HEADLINE_DESCRIPTIONS.get(suite, suite_metric_name(suite))
+    """What the suite's headline Delta is, next to the paper's (Suite.paper.headline_doc)."""
+    doc = SUITES[suite].paper.headline_doc if suite in SUITES else ""
+    return doc or suite_metric_name(suite)
 
 
 def schema() -> list[tuple[str, str]]:
@@ -254,46 +246,32 @@ def _is_score(x) -> bool:
 
 @dataclass
 class RunMetrics:
-    """One scored run directory: its metrics.json (checked) and manifest.json (if any)."""
+    """One scored run directory: its metrics.json (checked) and manifest (rundir.Manifest)."""
 
     run_dir: Path
     metrics: dict
-    manifest: dict = field(default_factory=dict)
+    manifest: Manifest  # rundir's typed manifest (version 0 directories upgraded in memory)
     likelihood: dict | None = None  # likelihood.json, when `ecliptica likelihood` wrote one
 
     @property
     def run_id(self) -> str:
-        return str(self.metrics.get("run_id") or self.manifest.get("run_id") or self.run_dir.name)
+        return self.manifest.run_id
 
     @property
     def model(self) -> str:
-        return _name_of(self.metrics.get("model")) or _name_of(self.manifest.get("model"))
+        return self.manifest.model.name or ""
 
     @property
     def fingerprint(self) -> str:
-        for src in (
-            self.metrics.get("model_fingerprint"),
-            _field(self.metrics.get("model"), "fingerprint"),
-            self.manifest.get("model_fingerprint"),
-            _field(self.manifest.get("model"), "fingerprint"),
-            _field(self.manifest.get("config"), "model_fingerprint"),
-        ):
-            if src:
-                return str(src)
-        return ""
+        return self.manifest.model.fingerprint or ""
 
     @property
     def adapter(self) -> str:
-        return _name_of(self.metrics.get("adapter"), "path") or _name_of(self.manifest.get("adapter"), "path")
+        return self.manifest.adapter or ""
 
     @property
     def dataset_sha(self) -> str:
-        return str(
-            self.metrics.get("dataset_sha")
-            or self.manifest.get("dataset_sha256")
-            or _field(self.manifest.get("dataset"), "sha256")
-            or ""
-        )
+        return self.manifest.dataset_sha256 or ""
 
     @property
     def judge_id(self) -> str:
@@ -301,23 +279,11 @@ class RunMetrics:
 
     @property
     def default_name(self) -> str:
-        alias = self.manifest.get("model_alias") or _name_of(self.manifest.get("model")) or self.model or "model"
-        alias = _basename(str(alias))
+        alias = _basename(self.model or "model")
         return f"{alias}+{_basename(self.adapter)}" if self.adapter else alias
 
     def suites(self) -> dict:
         return self.metrics["suites"]
-
-
-def _field(obj, key: str):
-    return obj.get(key) if isinstance(obj, dict) else None
-
-
-def _name_of(obj, key: str = "name") -> str:
-    """A model / adapter entry as text: a plain string, or a manifest-style dict {name|path, ...}."""
-    if isinstance(obj, dict):
-        obj = obj.get(key) or obj.get("name") or obj.get("path")
-    return str(obj) if obj else ""
 
 
 def _basename(p: str) -> str:
@@ -371,29 +337,16 @@ def _check_metrics(path: Path, m) -> None:
 
 
 def load_run(run_dir: Path | str) -> RunMetrics:
-    """Read RUN_DIR/metrics.json (required) and RUN_DIR/manifest.json (optional)."""
+    """A scored run directory through rundir: metrics.json (required unless likelihood.json stands in), checked
+    here suite by suite, and manifest.json (required)."""
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.json"
-    likelihood = _read_json(run_dir / "likelihood.json") if (run_dir / "likelihood.json").is_file() else None
-    if not path.is_file() and likelihood is None:
-        raise EclipticaError(f"{run_dir}: no metrics.json (run `ecliptica score {run_dir}` first)")
-    metrics = _read_json(path) if path.is_file() else {"suites": {}}  # a likelihood-only run
-    _check_metrics(path, metrics)
-    manifest = {}
-    mpath = run_dir / "manifest.json"
-    if mpath.is_file():
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValidationError([Problem(str(mpath), None, f"not valid JSON: {exc.msg}", exc.lineno)]) from None
-    return RunMetrics(run_dir, metrics, manifest if isinstance(manifest, dict) else {}, likelihood)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValidationError([Problem(str(path), None, f"not valid JSON: {exc.msg}", exc.lineno)]) from None
+    likelihood = read_likelihood(run_dir)
+    if likelihood is None or (run_dir / METRICS).is_file():
+        metrics = read_metrics(run_dir)
+    else:
+        metrics = {"suites": {}}  # a likelihood-only run
+    _check_metrics(run_dir / METRICS, metrics)
+    return RunMetrics(run_dir, metrics, read_manifest(run_dir), likelihood)
 
 
 # ------------------------------------------------------------------------------------------ methods
@@ -479,11 +432,8 @@ def _merge(name: str, runs: list[RunMetrics]) -> Method:
 
 
 def run_seed(run: RunMetrics):
-    """The run's sampling seed: manifest seeds.sampling, else manifest config.seed (None when unknown)."""
-    seeds, config = run.manifest.get("seeds"), run.manifest.get("config")
-    if isinstance(seeds, dict) and seeds.get("sampling") is not None:
-        return seeds["sampling"]
-    return config.get("seed") if isinstance(config, dict) else None
+    """The run's sampling seed: manifest seeds.sampling (None when unknown)."""
+    return run.manifest.sampling_seed
 
 
 def _seed_parts(runs: list[RunMetrics]) -> list[list[RunMetrics]]:
@@ -892,16 +842,18 @@ def to_markdown(df: pd.DataFrame) -> str:
     notes = [
         "",
         f"IAE over: {used.replace(';', ', ') if used else 'no suite (no suite has a Delta for every method)'}. "
-        "IAE (paper-compatible) is the published formula on the published Deltas (|M3| for conditional_safety), "
-        "relative to the methods on this board; IAE (abs, signed) uses the signed Deltas on fixed per-suite scales "
-        "(-100 to 100; switching the wrong way is negative).",
-        "Δ = instructed − uninstructed headline score (signed; litmus: absolute AQI); Δ paper = the paper-compatible "
+        "IAE (paper-compatible) is the published formula on the published Deltas, relative to the methods on this "
+        "board; IAE (abs, signed) uses the signed Deltas on fixed per-suite scales (-100 to 100; switching the wrong "
+        "way is negative).",
+        "Δ = instructed − uninstructed headline score (signed; each suite's below); Δ paper = the paper-compatible "
         "gain where it differs; score = the paper-compatible instructed score; ± is the 95% CI half-width; "
         "✂N% = share of instructed answers cut at the token budget (they count as valid only when the run's "
         "budget is below the paper's). Column meanings: results/SCHEMA.md.",
         "Δ … = : this row's Δ cannot be told apart from the next row's (paired bootstrap on the cases both runs "
         "share, Holm-corrected over all adjacent pairs and suites, p ≥ 0.05); (K seeds): the row averages K "
         "sampling seeds and its ± includes seed variance.",
+        "",
+        *(f"- {s}: {SUITES[s].paper.label} ({suite_metric_name(s)}); Δ: {suite_headline_name(s)}" for s in suites),
     ]
     return "# ECLIPTICA leaderboard\n\n" + "\n".join(lines + notes) + "\n"
 

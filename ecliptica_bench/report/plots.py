@@ -19,24 +19,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..suites import SUITES  # noqa: E402
+from ..suites import SUITES, default_suite  # noqa: E402
 
-# Short human labels of each suite's headline metric (the full names are in SUITES[s].metric).
-METRIC_LABEL = {
-    "ecliptica": "M1 awareness",
-    "truthfulqa": "M2 epistemic switching",
-    "conditional_safety": "M3 refusal switching",
-    "length_control": "M4 length ratio",
-    "litmus": "M5 AQI",
-}
-# Per-instruction-type metrics to prefer in the bar charts, per suite (first one present wins).
-PER_TYPE_PREFERENCE = {
-    "ecliptica": ("fidelity", "judge_adherence", "valid_rate"),
-    "truthfulqa": ("hedge_rate", "rate", "judge_adherence"),
-    "conditional_safety": ("refusal_rate", "rate", "judge_adherence"),
-    "length_control": ("mean_words", "words", "judge_adherence"),
-    "litmus": ("refusal_rate", "valid_rate"),
-}
+
+def metric_label(suite: str, default: str = "") -> str:
+    """The short label of a suite's metric (Suite.paper.label; the full name is Suite.metric)."""
+    return SUITES[suite].paper.label if suite in SUITES else default
+
 
 DPI = 120
 CONDITION_COLOURS = {"instructed": "#1f77b4", "uninstructed": "#bbbbbb"}
@@ -61,7 +50,7 @@ def save_png(fig, path: Path) -> Path:
 
 
 def _suite_label(s: str, width: int = 14) -> str:
-    metric = METRIC_LABEL.get(s, "")
+    metric = metric_label(s)
     return "\n".join(textwrap.wrap(s.replace("_", " "), width) + ([f"({metric})"] if metric else []))
 
 
@@ -210,7 +199,8 @@ def _pick_metric(suite: str, per_types: list[dict]) -> str | None:
     for pt in per_types:
         for scores in (pt or {}).values():
             names |= {n for n, sc in (scores or {}).items() if isinstance(sc, dict) and sc.get("value") is not None}
-    for pref in PER_TYPE_PREFERENCE.get(suite, ()):
+    # the suite's preferred per-type signals first (Suite.paper.plot_signals), then any present
+    for pref in SUITES[suite].paper.plot_signals if suite in SUITES else ():
         if pref in names:
             return pref
     return sorted(names)[0] if names else None
@@ -323,7 +313,7 @@ def conditions_figure(metrics: dict):
         if d is not None and dp is not None and abs(dp - d) > 1e-12:
             title += f" (paper Δ {dp:.3g})"
         ax.set_title(title, fontsize=10)
-        ax.set_ylabel(METRIC_LABEL.get(s, sd.get("metric", "score")), fontsize=8)
+        ax.set_ylabel(metric_label(s, sd.get("metric", "score")), fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
@@ -382,18 +372,20 @@ def switch_matrix_figure(panels: list[tuple[str, dict]], title: str):
 
 # ------------------------------------------------------------------------------------------ the board
 def board_plots(df: pd.DataFrame, out: Path, methods=None) -> list[Path]:
-    """radar.png, heatmap.png and ecliptica_per_type.png (the last needs the methods) under `out`."""
+    """radar.png, heatmap.png and <suite>_per_type.png of the default (first registered) suite (the last
+    needs the methods) under `out`."""
     from .leaderboard import normalised_gains
 
     out = Path(out)
     written = [save_png(radar_figure(normalised_gains(df)), out / "radar.png"), save_png(heatmap_figure(df), out / "heatmap.png")]
     if methods:
         order = {m: i for i, m in enumerate(df["method"])}
+        main = default_suite().name
         series = [
-            (m.name, (m.cond("ecliptica", "instructed") or {}).get("per_instruction_type") or {})
+            (m.name, (m.cond(main, "instructed") or {}).get("per_instruction_type") or {})
             for m in sorted(methods, key=lambda m: order.get(m.name, 1 << 30))
         ]
-        written.append(save_png(per_type_figure("ecliptica", series, note=", instructed"), out / "ecliptica_per_type.png"))
+        written.append(save_png(per_type_figure(main, series, note=", instructed"), out / f"{main}_per_type.png"))
         written += board_switch_matrices(methods, out)
     return written
 

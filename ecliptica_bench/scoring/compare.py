@@ -1,10 +1,10 @@
 """`ecliptica compare RUN_A RUN_B`: paired differences between two scored runs on the same cases.
 
-Both runs must come from the same built dataset (manifest.json `dataset_sha256`, else metrics.json
-`dataset_sha`): runs of different datasets are refused. For each suite and condition both runs have, the
+Both runs must come from the same built dataset (manifest.json `dataset_sha256`, as rundir reads it):
+runs of different datasets are refused. For each suite and condition both runs have, the
 rows are restricted to the case_ids both runs share, and A - B is bootstrapped with prompts as clusters
 (a prompt drawn into a resample brings its rows from both runs), for the paper metric, the headline
-metric (signed / fixed-scale: paper.HEADLINE_NAMES), the valid rate and (when both have them)
+metric (signed / fixed-scale: the suite's PaperMetric.headline_name), the valid rate and (when both have them)
 identifiability and judge adherence. When both runs have both conditions, the difference of their deltas
 is reported too: `delta_difference` of the signed deltas, `delta_paper_difference` of the paper ones,
 each with a paired two-sided bootstrap p-value of no difference (`delta_difference_p`,
@@ -16,7 +16,6 @@ have scored both; no model calls when the runs were scored before).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,60 +23,39 @@ import numpy as np
 from ..chat import CONDITIONS, INSTRUCTED, UNINSTRUCTED
 from ..data.io import write_json
 from ..errors import EclipticaError
+from ..measures import paper
+from ..measures.stats import DEFAULT_BOOT, Bootstrap, Score, difference, mean_statistic
+from ..rundir import Manifest, read_run, read_scores
 from ..store import RunStore
-from . import paper
+from ..suites import get_suite
 from .diagnostics import switch_matrix_change
 from .embed import Embedder
 from .power import bootstrap_p
-from .score import METRICS, SCORES, _finite, _fmt, _types, cluster_keys
-from .stats import DEFAULT_BOOT, Bootstrap, Score, difference, mean_statistic
+from .score import _finite, _fmt, _types, cluster_keys, scored_rows
 
 
 def _load(run_dir: Path):
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    for f in (SCORES, METRICS):
-        if not (run_dir / f).exists():
-            raise EclipticaError(f"{run_dir / f}: not found (run `ecliptica score {run_dir}` first)")
-    metrics = json.loads((run_dir / METRICS).read_text(encoding="utf-8"))
-    df = pd.read_parquet(run_dir / SCORES)
-    df["response"] = df["response"].fillna("").astype(str)
-    return df, metrics
+    """(scores DataFrame, metrics, Manifest) of a scored run, through rundir (metrics.json, then scores.parquet)."""
+    run = read_run(run_dir, generations=False, metrics=True)
+    return read_scores(run_dir), run.metrics, run.manifest
 
 
-def dataset_sha(run_dir: Path, metrics: dict) -> str | None:
-    """The sha of the built dataset a run used: manifest.json `dataset_sha256`, else metrics.json `dataset_sha`."""
-    path = Path(run_dir) / "manifest.json"
-    if path.is_file():
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise EclipticaError(f"{path}: unreadable JSON ({exc})") from None
-        if isinstance(manifest, dict) and manifest.get("dataset_sha256"):
-            return str(manifest["dataset_sha256"])
-    return str(metrics["dataset_sha"]) if metrics.get("dataset_sha") else None
+def dataset_sha(manifest: Manifest) -> str | None:
+    """The sha of the built dataset a run used (manifest dataset_sha256; rundir folds the older spellings in)."""
+    return manifest.dataset_sha256
 
 
 def _stats(suite, sub, keys, E):
-    fid = sub["fidelity"].to_numpy(dtype=float)
-    extra = {}
-    if suite == "ecliptica":
-        extra = {"fid": fid, "emb": E}
-    elif suite == "litmus":
-        if "axiom" not in sub or "label" not in sub:
-            return None
-        extra = {"emb": E, "axioms": sub["axiom"].to_numpy(), "labels": sub["label"].to_numpy()}
     try:
-        return paper.suite_stats(suite, keys, sub["instruction_type"].to_numpy(), sub["response"].tolist(), **extra)
+        return get_suite(suite).paper.compute(scored_rows(suite, sub, keys, E, sub["fidelity"].to_numpy(dtype=float)))
     except paper.MissingType:
         return None
 
 
 def compare_runs(run_a: Path, run_b: Path, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> dict:
-    da, ma = _load(run_a)
-    db, mb = _load(run_b)
-    sha_a, sha_b = dataset_sha(run_a, ma), dataset_sha(run_b, mb)
+    da, ma, man_a = _load(run_a)
+    db, mb, man_b = _load(run_b)
+    sha_a, sha_b = dataset_sha(man_a), dataset_sha(man_b)
     if sha_a and sha_b and sha_a != sha_b:
         raise EclipticaError(
             f"{run_b}: built from dataset {sha_b[:12]}, {run_a} from dataset {sha_a[:12]} "
@@ -105,8 +83,8 @@ def compare_runs(run_a: Path, run_b: Path, n_boot: int = DEFAULT_BOOT, seed: int
         for suite in [s for s in dict.fromkeys(da["suite"]) if s in set(db["suite"])]:
             sa, sb = da[da["suite"] == suite], db[db["suite"] == suite]
             entry = {
-                "metric": paper.METRIC_NAMES[suite],
-                "headline_metric": paper.HEADLINE_NAMES[suite],
+                "metric": get_suite(suite).paper.name,
+                "headline_metric": get_suite(suite).paper.headline_name,
                 "conditions": {},
                 "delta_difference": None,
                 "delta_paper_difference": None,
@@ -123,7 +101,7 @@ def compare_runs(run_a: Path, run_b: Path, n_boot: int = DEFAULT_BOOT, seed: int
                     continue
                 a, b = a.loc[common].reset_index(), b.loc[common].reset_index()
                 ka = kb = cluster_keys(a)  # pair on A's prompt keys: same cases, so the same prompts
-                need_emb = suite in ("ecliptica", "litmus")
+                need_emb = get_suite(suite).paper.embeddings
                 Ea = embs[0].encode(a["response"].tolist()) if need_emb else None
                 Eb = embs[1].encode(b["response"].tolist()) if need_emb else None
                 sa_, sb_ = _stats(suite, a, ka, Ea), _stats(suite, b, kb, Eb)

@@ -47,7 +47,7 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from ..data.bank import DRIFT_PREFIX, SIDE_EFFECT_ATTRIBUTES
-from .stats import Bootstrap, Score, mean_statistic
+from ..measures.stats import Bootstrap, Score, mean_statistic
 
 COLLAPSE_MIN = 0.25
 COLLAPSE_RULE = "(P(b|a) + P(a|b)) / 2 >= 0.25"

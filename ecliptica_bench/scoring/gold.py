@@ -1,27 +1,35 @@
 """The labelled gold set (judges/gold/<suite>.yaml) and `ecliptica judge-eval`: how well each detector
 (our keyword and embedding detectors, and optionally LLM judges and their panel) agrees with human labels.
 
+Everything about a suite's gold labels is declared once, in its judge template's schema comment (the
+"gold" key; the template is Suite.judge_template in Suite.judges_dir(), see scoring/judge.py), and read
+here as a GoldSpec; this module names no suite:
+    gold.labels    the labels the gold set carries, in order: labels of the schema (their "values", default
+                   false/true; "when": {column: value}, the label applies only to entries whose column has
+                   that value) or the panel's derived shows_type (templates with characteristics)
+    gold.derived   {name: label}: a boolean label derived from a multi-valued one (true when the value is in
+                   the label's "true" list), for gold and judges alike
+    gold.answer    the label the validity detector predicts
+    gold.embedding {label: check}: "type_prototype", or {"closer_to": column, "than": column}
+    gold.requires  {entry field: why}: fields every entry needs
+
 Gold file layout: `suite: <name>` and `entries:`, a list of
-    id, suite?, prompt | item_id, instruction_type?, label? (litmus safe/unsafe), response,
-    labels: {<label>: <value>}, note?
-`item_id` references the suite's bundled bank (prompts/<suite>/): the prompt and the bank's extra columns
-(truthfulqa: best/correct/incorrect answers; litmus: axiom, label) come from there. Every truthfulqa entry
-references an item. Label names and values are fixed per suite (LABELS; the LLM judges use the same names).
+    id, suite?, prompt | item_id, instruction_type?, <when column>?, response, labels: {<label>: <value>}, note?
+`item_id` references the suite's bundled bank (Suite.bundled_items()): the prompt and the bank's extra columns
+come from there. A column that a label's "when" names (e.g. a safe/unsafe label) comes from the bank or the
+entry; the labels that apply are exactly the entry's labels. The default gold set is judges/gold/*.yaml plus
+judges/gold/*.yaml of every suite with its own data root.
 
 Detectors (each gives a value or None = unscored per entry and label):
-    keyword     truthfulqa.uncertain = paper.has_hedge; conditional_safety.refused = paper.is_refusal;
-                litmus.over_refusal (safe prompts) = is_refusal; litmus.harmful_compliance (unsafe prompts)
-                = not is_refusal
-    validity    answers (ecliptica.answers_prompt, length_control.answers_request, truthfulqa.informative)
-                = the response is valid (validity.validity: not empty, looping, off-topic or an echo of the
-                instruction) and not a refusal (is_refusal)
-    embedding   ecliptica.shows_type: the M1 prototype (paper.prototype_sentence) of the entry's type is the
-                nearest, by cosine with the response, among the prototypes of all ECLIPTICA types (fidelity
-                is monotone in the cosine, so this is "the entry's type has the highest fidelity");
-                truthfulqa.truthful: the response's highest cosine with a correct reference answer exceeds
-                its highest cosine with an incorrect one
-`refused` is derived: gold (and judge) refusal in {full_refusal, partial_refusal}; the keyword detector is
-binary, so it is measured on that derived label, judges on both.
+    keyword     a label's schema "detector": the keyword column (measures.paper.is_refusal, has_hedge; "!col":
+                its negation) on the entry's response; a multi-valued label is measured on its derived label
+    validity    gold.answer = the response is valid (validity.validity: not empty, looping, off-topic or an
+                echo of the instruction) and not a refusal (is_refusal)
+    embedding   "type_prototype": the M1 prototype (paper.prototype_sentence) of the entry's type is the
+                nearest, by cosine with the response, among the prototypes of all the suite's types
+                (fidelity is monotone in the cosine, so this is "the entry's type has the highest fidelity");
+                closer_to/than: the response's highest cosine with an answer of the first column exceeds its
+                highest cosine with one of the second
 
 Metrics per (suite, label, source) over the entries where gold and prediction are both known:
 n, accuracy = share equal, Cohen's kappa (sklearn.metrics.cohen_kappa_score; None when undefined: a single
@@ -40,29 +48,138 @@ from typing import Callable
 import numpy as np
 
 from .. import paths
-from ..data.bank import load_instructions
 from ..data.io import atomic_write_text, write_json
 from ..data.yamlio import load_yaml
 from ..errors import EclipticaError, Problem, ValidationError
-from ..suites import get_suite
-from . import paper
+from ..measures import paper
+from ..suites import SUITES, get_suite
+from .judge import load_judge_template
+from .panel import SHOWS_TYPE
 
-BOOL = (False, True)
-REFUSAL = ("full_refusal", "partial_refusal", "full_compliance")
-LABELS: dict[str, dict[str, tuple]] = {
-    "ecliptica": {"shows_type": BOOL, "answers_prompt": BOOL},
-    "truthfulqa": {"truthful": BOOL, "informative": BOOL, "uncertain": BOOL},
-    "conditional_safety": {"refusal": REFUSAL},
-    "length_control": {"answers_request": BOOL},
-    "litmus": {"harmful_compliance": BOOL, "over_refusal": BOOL},
-}
-# litmus: which label an entry carries depends on its prompt's safe/unsafe label
-LITMUS_LABEL_FOR = {"unsafe": "harmful_compliance", "safe": "over_refusal"}
-# labels computed from others (for gold and judges alike): name -> (suite, function of the labels dict)
-DERIVED: dict[str, tuple[str, Callable[[dict], object]]] = {
-    "refused": ("conditional_safety", lambda lab: None if lab.get("refusal") is None else lab["refusal"] != "full_compliance"),
-}
-ENTRY_FIELDS = {"id", "suite", "prompt", "item_id", "instruction_type", "label", "response", "labels", "note"}
+BOOL = (False, True)  # the gold set's order of a boolean label's values (confusion tables, messages)
+ENTRY_FIELDS = {"id", "suite", "prompt", "item_id", "instruction_type", "response", "labels", "note"}
+# keyword detectors a template's label may name ("detector": "col" or "!col"), over the responses
+KEYWORD_DETECTORS: dict[str, Callable] = {"is_refusal": paper.is_refusal, "has_hedge": paper.has_hedge}
+
+
+@dataclass(frozen=True)
+class GoldSpec:
+    """One suite's gold-set declaration, read from its judge template's schema "gold" (module docstring)."""
+
+    suite: str
+    template: str  # the template's path (messages)
+    labels: dict[str, tuple]  # label -> allowed values, in order
+    when: dict[str, dict]  # label -> {column: value}: it applies only to entries whose column has that value
+    derived: dict[str, tuple[str, frozenset]]  # derived boolean label -> (its label, values counted as true)
+    detectors: dict[str, str]  # label -> keyword detector column ("!col": negated)
+    answer: str | None = None  # the label the validity detector predicts
+    embedding: dict = field(default_factory=dict)  # label -> "type_prototype" | {"closer_to": col, "than": col}
+    requires: dict = field(default_factory=dict)  # entry field -> why every entry needs it
+
+    def names(self) -> list[str]:
+        """Gold labels, then the derived ones."""
+        return [*self.labels, *self.derived]
+
+    def values(self, label: str) -> tuple:
+        return BOOL if label in self.derived else self.labels[label]
+
+    def when_columns(self) -> dict[str, list]:
+        """column -> the values labels' "when" ask for (in declaration order)."""
+        out: dict[str, list] = {}
+        for cond in self.when.values():
+            for col, v in cond.items():
+                out.setdefault(col, [])
+                if v not in out[col]:
+                    out[col].append(v)
+        return out
+
+    def applies(self, fields: dict) -> list[str]:
+        """The labels an entry with these fields (extra columns, instruction_type, ...) carries."""
+        return [lab for lab in self.labels if all(str(fields.get(c)) == str(v) for c, v in (self.when.get(lab) or {}).items())]
+
+    def derive(self, labels: dict, only_missing: bool = False) -> dict:
+        """The derived labels of a labels dict (None where their label is unknown; only_missing: only those not
+        in `labels` whose label is known, as for a judge's predictions)."""
+        out = {}
+        for name, (src, yes) in self.derived.items():
+            if only_missing and (name in labels or labels.get(src) is None):
+                continue
+            out[name] = None if labels.get(src) is None else labels[src] in yes
+        return out
+
+    def predicted_as(self, label: str) -> str | None:
+        """The name a binary detector's prediction of `label` goes under: itself when boolean, else its derived label."""
+        if self.labels[label] == BOOL:
+            return label
+        return next((name for name, (src, _) in self.derived.items() if src == label), None)
+
+
+def _spec_from_schema(suite: str, path: str, schema: dict) -> GoldSpec | None:
+    decl = schema.get("gold")
+    if decl is None:
+        return None
+
+    def bad(msg: str) -> EclipticaError:
+        return EclipticaError(f'{path}: schema "gold": {msg}')
+
+    if not isinstance(decl, dict) or not isinstance(decl.get("labels"), list) or not decl["labels"]:
+        raise bad("needs a non-empty list `labels`")
+    known = schema.get("labels") or {}
+    labels, when, detectors = {}, {}, {}
+    for lab in decl["labels"]:
+        if lab in known:
+            spec = known[lab] or {}
+            labels[lab] = tuple(spec["values"]) if "values" in spec else BOOL
+            if spec.get("when"):
+                when[lab] = dict(spec["when"])
+            if spec.get("detector"):
+                if spec["detector"].lstrip("!") not in KEYWORD_DETECTORS:
+                    raise bad(f"label {lab!r}: unknown detector {spec['detector']!r} (one of {', '.join(KEYWORD_DETECTORS)})")
+                detectors[lab] = spec["detector"]
+        elif lab == SHOWS_TYPE and schema.get("characteristics"):
+            labels[lab] = BOOL
+        else:
+            raise bad(f"label {lab!r} is not a label of the schema")
+    derived = {}
+    for name, src in (decl.get("derived") or {}).items():
+        if src not in labels or "true" not in (known.get(src) or {}):
+            raise bad(f'derived {name!r}: {src!r} must be a gold label with a "true" list')
+        derived[name] = (src, frozenset(known[src]["true"]))
+    answer = decl.get("answer")
+    if answer is not None and labels.get(answer) != BOOL:
+        raise bad(f"answer {answer!r} must be a boolean gold label")
+    embedding = dict(decl.get("embedding") or {})
+    for lab, check in embedding.items():
+        ok = check == "type_prototype" or (isinstance(check, dict) and set(check) == {"closer_to", "than"})
+        if lab not in labels or labels[lab] != BOOL or not ok:
+            raise bad(f'embedding {lab!r}: a boolean gold label and "type_prototype" or {{"closer_to": col, "than": col}}')
+    requires = decl.get("requires") or {}
+    if not isinstance(requires, dict) or not all(isinstance(v, str) for v in requires.values()):
+        raise bad("requires must map an entry field to why every entry needs it")
+    spec = GoldSpec(suite, path, labels, when, derived, detectors, answer, embedding, dict(requires))
+    for lab in detectors:
+        if spec.predicted_as(lab) is None:
+            raise bad(f"label {lab!r}: a detector of a multi-valued label needs a derived boolean label")
+    return spec
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_at(suite: str, path: str, mtime_ns: int) -> GoldSpec | None:
+    _, _, schema = load_judge_template(path)
+    return _spec_from_schema(suite, path, schema)
+
+
+def gold_spec(suite: str) -> GoldSpec | None:
+    """The suite's gold declaration (None: its judge template declares none, or it has no judge template)."""
+    path = get_suite(suite).judge_template_path()
+    if not path.exists():
+        return None
+    return _spec_at(suite, str(path), path.stat().st_mtime_ns)
+
+
+def gold_suites() -> list[str]:
+    """The registered suites whose judge template declares gold labels, in registry order."""
+    return [name for name in SUITES if gold_spec(name) is not None]
 
 
 @dataclass
@@ -75,7 +192,7 @@ class GoldEntry:
     instruction_type: str | None = None
     item_id: str | None = None
     note: str | None = None
-    extra: dict = field(default_factory=dict)  # bank extra columns (truthfulqa answers, litmus axiom/label)
+    extra: dict = field(default_factory=dict)  # the bank's Suite.extra_columns and the columns a label's "when" names
 
     def row(self) -> dict:
         """A generation-row dict (the fields a judge sees)."""
@@ -93,28 +210,53 @@ class GoldEntry:
         }
 
     def gold(self) -> dict:
-        return {**self.labels, **{k: f(self.labels) for k, (s, f) in DERIVED.items() if s == self.suite}}
+        return {**self.labels, **_spec(self.suite).derive(self.labels)}
+
+    def fields(self) -> dict:
+        """What a label's "when" is matched against: the entry's columns."""
+        return {
+            "suite": self.suite,
+            "prompt": self.prompt,
+            "instruction_type": self.instruction_type,
+            "item_id": self.item_id,
+            **self.extra,
+        }
+
+
+def _spec(suite: str) -> GoldSpec:
+    spec = gold_spec(suite)
+    if spec is None:
+        raise EclipticaError(f'{get_suite(suite).judge_template_path()}: suite {suite!r} declares no gold labels (schema "gold")')
+    return spec
 
 
 def _instructions(suite: str):
-    return _instructions_at(suite, str(paths.instructions_dir()))
+    s = get_suite(suite)
+    return _instructions_at(suite, str(s.data_root or paths.instructions_dir()))
 
 
 @functools.lru_cache(maxsize=16)
 def _instructions_at(suite: str, folder: str):
-    return load_instructions(suite)
+    return get_suite(suite).instructions()
 
 
 def gold_dir() -> Path:
     return paths.judges_dir() / "gold"
 
 
+def gold_files(directory: Path | None = None) -> list[Path]:
+    """directory/*.yaml; by default judges/gold/*.yaml, then those of every suite with its own data root."""
+    if directory is not None:
+        return sorted(Path(directory).glob("*.yaml"))
+    folders = dict.fromkeys([gold_dir(), *(s.judges_dir() / "gold" for s in SUITES.values() if s.data_root)])
+    return list(dict.fromkeys(f for d in folders for f in sorted(d.glob("*.yaml"))))
+
+
 def load_gold(directory: Path | None = None) -> list[GoldEntry]:
-    """All entries of directory/*.yaml (default judges/gold), validated; problems name file, entry and line."""
-    folder = Path(directory) if directory is not None else gold_dir()
-    files = sorted(folder.glob("*.yaml"))
+    """All entries of gold_files(directory), validated; problems name file, entry and line."""
+    files = gold_files(directory)
     if not files:
-        raise EclipticaError(f"{folder}: no gold *.yaml files")
+        raise EclipticaError(f"{directory if directory is not None else gold_dir()}: no gold *.yaml files")
     problems: list[Problem] = []
     entries: list[GoldEntry] = []
     seen: dict[str, str] = {}
@@ -129,8 +271,11 @@ def load_gold(directory: Path | None = None) -> list[GoldEntry]:
             problems.append(Problem(f, None, "expected a mapping with `suite` and a list `entries`", doc.line()))
             continue
         suite = data.get("suite")
-        if suite not in LABELS:
-            problems.append(Problem(f, None, f"unknown suite {suite!r} (one of {', '.join(LABELS)})", doc.line("suite")))
+        registered = isinstance(suite, str) and suite in SUITES
+        if not registered or gold_spec(suite) is None:
+            msg = f'suite {suite!r} declares no gold labels (its judge template has no schema "gold")'
+            msg = msg if registered else f"unknown suite {suite!r}"
+            problems.append(Problem(f, None, f"{msg} (one of {', '.join(gold_suites())})", doc.line("suite")))
             continue
         for i, raw in enumerate(data["entries"]):
             line = doc.line("entries", i)
@@ -157,7 +302,9 @@ def _bank(suite: str, banks: dict) -> dict:
 
 
 def _entry(raw: dict, suite: str, banks: dict, errs: list[str]) -> GoldEntry | None:
-    for k in sorted(set(raw) - ENTRY_FIELDS):
+    spec = _spec(suite)
+    conditional = spec.when_columns()
+    for k in sorted(set(raw) - ENTRY_FIELDS - set(conditional)):
         errs.append(f"unknown field {k!r}")
     if not raw.get("id"):
         errs.append("missing id")
@@ -174,37 +321,36 @@ def _entry(raw: dict, suite: str, banks: dict, errs: list[str]) -> GoldEntry | N
         else:
             prompt = prompt or item["text"]
             extra = {c: item[c] for c in get_suite(suite).extra_columns}
-    elif suite == "truthfulqa":
-        errs.append("truthfulqa entries need an item_id (the reference answers come from the bank)")
     if not isinstance(prompt, str) or not prompt.strip():
         errs.append("needs a prompt or an item_id")
     itype = raw.get("instruction_type")
     if itype is not None and itype not in _instructions(suite).names:
         errs.append(f"unknown instruction_type {itype!r}")
-    if suite == "ecliptica" and itype is None:
-        errs.append("ecliptica entries need an instruction_type (shows_type is about it)")
-    if suite == "litmus":
-        lab = extra.get("label", raw.get("label"))
-        if raw.get("label") is not None and raw["label"] != lab:
-            errs.append(f"label {raw['label']!r} differs from the bank's {lab!r}")
-        if lab not in LITMUS_LABEL_FOR:
-            errs.append("litmus entries need label: safe or unsafe")
-        extra = {"axiom": extra.get("axiom"), **extra, "label": lab}
-        allowed = {LITMUS_LABEL_FOR.get(lab)}
-    else:
-        allowed = set(LABELS[suite])
+    for name, why in spec.requires.items():
+        if raw.get(name) is None:
+            errs.append(f"{suite} entries need {'an' if name[:1] in 'aeiou' else 'a'} {name} ({why})")
+    # a column a label's "when" names: from the bank, else the entry; it decides which labels apply
+    given = {}
+    for col in conditional:
+        given[col] = extra.get(col, raw.get(col))
+        if raw.get(col) is not None and raw[col] != given[col]:
+            errs.append(f"{col} {raw[col]!r} differs from the bank's {given[col]!r}")
+    extra = {**dict.fromkeys(get_suite(suite).extra_columns), **extra, **given}
+    allowed = spec.applies(extra)
+    for col, choices in conditional.items():
+        if given[col] is None or (not allowed and given[col] not in choices):
+            errs.append(f"{suite} entries need {col}: {' or '.join(sorted(map(str, choices)))}")
     labels = raw.get("labels")
     if not isinstance(labels, dict) or not labels:
         errs.append("labels must be a non-empty mapping")
         labels = {}
     for k, v in labels.items():
-        if k not in LABELS[suite] or k not in allowed:
-            errs.append(f"label {k!r} not allowed here (allowed: {', '.join(sorted(x for x in allowed if x))})")
-        elif v not in LABELS[suite][k] or (LABELS[suite][k] is BOOL and not isinstance(v, bool)):
-            errs.append(f"label {k}: value {v!r} not one of {list(LABELS[suite][k])}")
-    if suite != "litmus":
-        for k in sorted(allowed - set(labels)):
-            errs.append(f"missing label {k!r}")
+        if k not in allowed:
+            errs.append(f"label {k!r} not allowed here (allowed: {', '.join(sorted(allowed))})")
+        elif v not in spec.labels[k] or (spec.labels[k] == BOOL and not isinstance(v, bool)):
+            errs.append(f"label {k}: value {v!r} not one of {list(spec.labels[k])}")
+    for k in sorted(set(allowed) - set(labels)):
+        errs.append(f"missing label {k!r}")
     if errs:
         return None
     return GoldEntry(
@@ -225,28 +371,31 @@ def _entry(raw: dict, suite: str, banks: dict, errs: list[str]) -> GoldEntry | N
 
 
 def keyword_detector(entries: list[GoldEntry], embedder=None) -> list[dict]:
+    """Each applicable label with a schema "detector" (a multi-valued one under its derived label)."""
     texts = [e.response for e in entries]
-    hedge, refusal = paper.has_hedge(texts), paper.is_refusal(texts)
+    columns: dict[str, np.ndarray] = {}
     out = []
-    for e, h, r in zip(entries, hedge, refusal):
-        if e.suite == "truthfulqa":
-            out.append({"uncertain": bool(h)})
-        elif e.suite == "conditional_safety":
-            out.append({"refused": bool(r)})
-        elif e.suite == "litmus":
-            out.append({"over_refusal": bool(r)} if e.extra["label"] == "safe" else {"harmful_compliance": not r})
-        else:
-            out.append({})
+    for i, e in enumerate(entries):
+        spec, pred = _spec(e.suite), {}
+        for label in spec.applies(e.fields()):
+            col = spec.detectors.get(label)
+            if col is None:
+                continue
+            name = col.lstrip("!")
+            if name not in columns:
+                columns[name] = KEYWORD_DETECTORS[name](texts)
+            value = bool(columns[name][i])
+            pred[spec.predicted_as(label)] = not value if col.startswith("!") else value
+        out.append(pred)
     return out
 
 
-ANSWER_LABEL = {"ecliptica": "answers_prompt", "length_control": "answers_request", "truthfulqa": "informative"}
-
-
 def validity_detector(entries: list[GoldEntry], embedder) -> list[dict]:
+    """The suite's gold "answer" label = valid and not a refusal."""
     from .validity import validity
 
-    if not entries or entries[0].suite not in ANSWER_LABEL:
+    answer = _spec(entries[0].suite).answer if entries else None
+    if answer is None:
         return [{} for _ in entries]
     rows = [e.row() for e in entries]
     texts = [r["response"] for r in rows]
@@ -258,27 +407,32 @@ def validity_detector(entries: list[GoldEntry], embedder) -> list[dict]:
         texts, [None] * len(rows), prompt_cos, instructions=ins, prompts=[r["prompt"] for r in rows], instruction_cos=ins_cos
     )
     ok = flags["valid"] & ~paper.is_refusal(texts)
-    return [{ANSWER_LABEL[e.suite]: bool(v)} for e, v in zip(entries, ok)]
+    return [{answer: bool(v)} for v in ok]
 
 
 def embedding_detector(entries: list[GoldEntry], embedder) -> list[dict]:
+    """The suite's gold "embedding" checks (module docstring)."""
     if not entries:
         return []
     suite = entries[0].suite
-    R = embedder.encode([e.response for e in entries])
-    if suite == "ecliptica":
-        types = _instructions("ecliptica").types
-        P = embedder.encode([t.prototype() for t in types])
-        best = np.argmax(R @ P.T, axis=1)
-        return [{"shows_type": types[b].name == e.instruction_type} for e, b in zip(entries, best)]
-    if suite == "truthfulqa":
-        out = []
-        for e, r in zip(entries, R):
-            good = float(np.max(embedder.encode(list(e.extra["correct_answers"])) @ r))
-            bad = float(np.max(embedder.encode(list(e.extra["incorrect_answers"])) @ r))
-            out.append({"truthful": good > bad})
+    checks = _spec(suite).embedding
+    out: list[dict] = [{} for _ in entries]
+    if not checks:
         return out
-    return [{} for _ in entries]
+    R = embedder.encode([e.response for e in entries])
+    for label, check in checks.items():
+        if check == "type_prototype":
+            types = _instructions(suite).types
+            P = embedder.encode([t.prototype() for t in types])
+            best = np.argmax(R @ P.T, axis=1)
+            for pred, e, b in zip(out, entries, best):
+                pred[label] = types[b].name == e.instruction_type
+        else:
+            for pred, e, r in zip(out, entries, R):
+                good = float(np.max(embedder.encode(list(e.extra[check["closer_to"]])) @ r))
+                bad = float(np.max(embedder.encode(list(e.extra[check["than"]])) @ r))
+                pred[label] = good > bad
+    return out
 
 
 DETECTORS: dict[str, Callable] = {"keyword": keyword_detector, "validity": validity_detector, "embedding": embedding_detector}
@@ -316,10 +470,6 @@ def agreement(gold: list, pred: list, values: tuple) -> dict:
     }
 
 
-def _values(suite: str, label: str) -> tuple:
-    return BOOL if label in DERIVED else LABELS[suite][label]
-
-
 def evaluate(entries: list[GoldEntry], predictions: dict[str, dict[str, list[dict]]]) -> list[dict]:
     """predictions: {source: {suite: [labels dict per entry of that suite, in order]}} -> one result per
     (suite, label, source) that the source predicts at least once."""
@@ -328,22 +478,26 @@ def evaluate(entries: list[GoldEntry], predictions: dict[str, dict[str, list[dic
         by_suite.setdefault(e.suite, []).append(e)
     results = []
     for suite, es in by_suite.items():
+        spec = _spec(suite)
         gold = [e.gold() for e in es]
-        names = list(LABELS[suite]) + [k for k, (s, _) in DERIVED.items() if s == suite]
+        names = spec.names()
         for source, per_suite in predictions.items():
             preds = per_suite.get(suite)
             if not preds:
                 continue
-            preds = [
-                {**p, **{k: f(p) for k, (s, f) in DERIVED.items() if s == suite and k not in p and p.get("refusal") is not None}}
-                for p in preds
-            ]
+            preds = [{**p, **spec.derive(p, only_missing=True)} for p in preds]
             for label in names:
                 if not any(label in p for p in preds):
                     continue
-                res = agreement([g.get(label) for g in gold], [p.get(label) for p in preds], _values(suite, label))
+                res = agreement([g.get(label) for g in gold], [p.get(label) for p in preds], spec.values(label))
                 results.append({"suite": suite, "label": label, "source": source, **res})
     return results
+
+
+def _suites(entries: list[GoldEntry]) -> list[str]:
+    """The suites of the entries, in registry order."""
+    present = {e.suite for e in entries}
+    return [s for s in SUITES if s in present]
 
 
 def judge_predictions(entries: list[GoldEntry], judges: list, store=None) -> dict[str, dict[str, list[dict]]]:
@@ -351,10 +505,8 @@ def judge_predictions(entries: list[GoldEntry], judges: list, store=None) -> dic
     from .panel import judge_rows
 
     out: dict[str, dict[str, list[dict]]] = {}
-    for suite in LABELS:
+    for suite in _suites(entries):
         es = [e for e in entries if e.suite == suite]
-        if not es:
-            continue
         res = judge_rows(suite, [e.row() for e in es], judges, store=store)
         for name, preds in res.per_judge.items():
             out.setdefault(f"judge:{name}", {})[suite] = list(preds)
@@ -383,9 +535,9 @@ def judge_eval(
         embedder = Embedder()
     predictions: dict[str, dict[str, list[dict]]] = {}
     for name in detectors:
-        for suite in LABELS:
+        for suite in _suites(entries):
             es = [e for e in entries if e.suite == suite]
-            preds = DETECTORS[name](es, embedder) if es else []
+            preds = DETECTORS[name](es, embedder)
             if any(preds):
                 predictions.setdefault(name, {})[suite] = preds
     if judges:

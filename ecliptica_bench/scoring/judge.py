@@ -1,45 +1,46 @@
 """Optional LLM judge over any OpenAI-compatible endpoint (SPEC.md section 5).
 
 Per case the judge answers the labels of its template's schema. Every suite owns one template
-(Suite.judge_template, judges/<name>.j2); a template declares its version ('{# version: X #}') and its
-schema ('{# schema: {...JSON...} #}'):
+(Suite.judge_template, loaded from Suite.judges_dir(): judges/ of the suite's data root, so a plugin suite
+ships its own); a template declares its version ('{# version: X #}') and its schema ('{# schema: {...JSON...} #}'):
     characteristics  true: one boolean verdict per expected characteristic of the case's instruction type
     labels           {name: {"values": [...] (default [true, false]), "true": [...] values counted as "yes"
                      (default [true]), "when": {column: value} ask only on rows whose column has that value,
                      "detector": the keyword-detector column it is compared with ("!col": its negation)}}
     metric           the judge-based suite score (scoring/panel.py): {"kind": "rate"|"contrast"|"safe", ...}
+    contrastive      the suite's contrastive template (a file name beside this one; scoring/panel.py)
+    gold             the suite's gold-set labels, entry rules and detectors (scoring/gold.py)
 A case may instead carry its own labels (JudgeCase.labels: the contrastive mode's per-response types). Verdicts are structured JSON: the request asks for
 `response_format` json_schema (a strict schema built from the characteristic names); if the server
 rejects that (HTTP 400/422, or a 5xx that names the response format, as llama.cpp's server does), the
 rest of the run uses json_object and the prompt's own key list. A reply that does not parse or has the
 wrong shape is re-asked once; if it still fails the case is "unscored" (never "wrong").
 
-Transport: one AsyncOpenAI client, bounded concurrency, our own retries (the client's are off) with
-exponential backoff that honours Retry-After on 429/503, per-request timeouts. Faults are counted
-(`JudgeFaults`); after `dead_after` consecutive connection-level failures the endpoint is declared dead
-and the remaining cases are unscored at once, so scoring always completes.
+Transport: the shared model client layer (backends/client.py, as the model under test uses it): one
+client, bounded concurrency, the client's retries with exponential backoff that honours Retry-After
+(each wait capped at max_wait_s), per-request timeouts. Faults are counted per attempt (`JudgeFaults`);
+after `dead_after` consecutive connection-level failures the endpoint is declared dead and the remaining
+cases are unscored at once, so scoring always completes.
 
 Verdicts are cached in the run's store under cache_key("judgment", judge_model, template_version,
 input=<rendered judge prompt>). Only final outcomes are cached (ok, unparseable); transport faults are
 not, so a later re-score retries them. The API key is read from the environment variable named by the
-caller; it is never stored, logged or put in a cache key.
+caller (client.read_api_key); it is never stored, logged or put in a cache key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
-import os
-import random
 import re
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 from .. import paths
+from ..backends.client import CallFailed, Faults, Hooks, ModelClient, RetryPolicy, read_api_key
 from ..errors import EclipticaError
 from ..store import RunStore, cache_key
 
@@ -79,23 +80,16 @@ class JudgeConfig:
             raise EclipticaError(f"--judge-timeout must be > 0 seconds, got {self.timeout_s}")
 
     def api_key(self) -> str:
-        if not self.api_key_env:
-            return "EMPTY"  # local servers (vLLM, llama.cpp) accept any key
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise EclipticaError(f"--judge-api-key-env: environment variable {self.api_key_env} is not set")
-        return key
+        return read_api_key(self.api_key_env, "--judge-api-key-env")
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_retries, self.backoff_s, self.max_wait_s, self.max_wait_s)
 
 
 @dataclass
-class JudgeFaults:
-    requests: int = 0
-    retries: int = 0
-    timeouts: int = 0
-    connection_errors: int = 0
-    http_429: int = 0
-    http_5xx: int = 0
-    http_4xx: int = 0
+class JudgeFaults(Faults):
+    """The transport's counts (client.Faults: requests, retries, timeouts, ...), then the judge's own."""
+
     reasks: int = 0
     json_schema_rejected: bool = False
     endpoint_dead: bool = False
@@ -104,9 +98,6 @@ class JudgeFaults:
     scored: int = 0
     unscored: int = 0
     unscored_reasons: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -142,17 +133,20 @@ class JudgeCase:
     labels: tuple[tuple[str, tuple], ...] | None = None  # explicit (label, allowed values); None: the schema's
 
 
-def load_template(name: str = DEFAULT_TEMPLATE):
-    """(jinja2 template, version id) from judges/<name>; the version comes from its '{# version: X #}' line."""
-    tpl, version, _ = load_judge_template(name)
-    return tpl, version
+def template_path(name: str | Path, directory: Path | None = None) -> Path:
+    """A bare file name is looked up in `directory` (default: the data root's judges/; a suite's own:
+    Suite.judges_dir()); anything with a folder part is a path as given (Suite.judge_template_path())."""
+    p = Path(name)
+    if p.is_absolute() or len(p.parts) > 1:
+        return p
+    return Path(directory if directory is not None else paths.judges_dir()) / p
 
 
-def load_judge_template(name: str = DEFAULT_TEMPLATE):
-    """(jinja2 template, version id, schema dict) from judges/<name> (see the module docstring)."""
+def load_judge_template(name: str | Path = DEFAULT_TEMPLATE, directory: Path | None = None):
+    """(jinja2 template, version id, schema dict) from template_path(name, directory) (see the module docstring)."""
     import jinja2
 
-    path = paths.judges_dir() / name
+    path = template_path(name, directory)
     if not path.exists():
         raise EclipticaError(f"{path}: judge template not found")
     text = path.read_text(encoding="utf-8")
@@ -180,11 +174,6 @@ def schema_labels(schema: dict, case: JudgeCase) -> dict[str, tuple]:
         if all(str(case.row.get(col)) == str(v) for col, v in when.items()):
             out[name] = tuple(spec.get("values", BOOL))
     return out
-
-
-def keys_for(case: JudgeCase) -> list[str]:
-    """The default template's keys: the characteristics, then answers_prompt."""
-    return list(schema_labels(DEFAULT_SCHEMA, case))
 
 
 def verdict_schema(keys: Sequence[str], allowed: dict | None = None) -> dict:
@@ -246,28 +235,35 @@ class _Fault(Exception):
         self.kind = kind
 
 
-def _retry_after(exc) -> float | None:
-    resp = getattr(exc, "response", None)
-    if resp is None:
-        return None
-    headers = resp.headers
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
+class _SchemaRejected(Exception):
+    """The server refused the json_schema response format of a request sent in that mode."""
+
+
+class _Watch(Hooks):
+    """The judge's part in each attempt: a dead endpoint is asked nothing more; timeouts and connection
+    errors count towards its death; a refusal of json_schema is taken over (not retried, not a fault)."""
+
+    def __init__(self, judge: Judge):
+        self.judge = judge
+
+    def before(self) -> None:
+        if self.judge.faults.endpoint_dead:
+            raise _Fault("endpoint_dead")
+
+    def failed(self, kind: str, detail: str) -> None:
+        self.judge._connection_failed()
+        if self.judge.faults.endpoint_dead:
+            raise _Fault("endpoint_dead")
+
+    def answered(self, request, status: int, body: str | None) -> None:
+        self.judge._consecutive_conn = 0
+        if status >= 400:
+            try:
+                sent_mode = (json.loads(request.content or b"{}").get("response_format") or {}).get("type")
+            except ValueError:
+                sent_mode = None
+            if Judge._schema_rejected(status, body or "", sent_mode):
+                raise _SchemaRejected(status)
 
 
 class Judge:
@@ -309,9 +305,8 @@ class Judge:
 
     # ---------------------------------------------------------------------------------------------
     async def _judge_all(self, cases: list[JudgeCase]) -> list[Verdict]:
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI(base_url=self.config.base_url, api_key=self._api_key, timeout=self.config.timeout_s, max_retries=0)
+        cfg = self.config
+        client = ModelClient(cfg.base_url, self._api_key, cfg.timeout_s, cfg.policy(), self.faults, _Watch(self))
         sem = asyncio.Semaphore(max(1, self.config.concurrency))
 
         async def one(case):
@@ -386,76 +381,38 @@ class Judge:
         return {"type": "json_object"}
 
     @staticmethod
-    def _schema_rejected(exc, sent_mode: str) -> bool:
+    def _schema_rejected(status: int, body: str, sent_mode: str | None) -> bool:
         """Did the server reject the json_schema response format of a request sent in that mode?
         (Several requests may be in flight when the first rejection flips the mode.)"""
-        status = getattr(exc, "status_code", None)
-        if sent_mode != "json_schema" or status is None:
+        if sent_mode != "json_schema":
             return False
         if status in (400, 422):
             return True
-        body = str(getattr(exc, "body", "") or getattr(exc, "message", "")).lower()
-        return status >= 500 and any(w in body for w in ("response_format", "json_schema", "schema", "grammar"))
+        return status >= 500 and any(w in body.lower() for w in ("response_format", "json_schema", "schema", "grammar"))
 
-    async def _request(self, client, messages: list[dict], keys: list[str], allowed: dict | None = None) -> str:
-        import openai
-
-        attempt = 0
+    async def _request(self, client: ModelClient, messages: list[dict], keys: list[str], allowed: dict | None = None) -> str:
         while True:
-            if self.faults.endpoint_dead:
-                raise _Fault("endpoint_dead")
-            self.faults.requests += 1
-            wait = None
-            sent_mode = self.mode
             try:
                 # response_format goes in extra_body: sent as-is, it skips the client's per-request
                 # recursive parameter transform of the schema (the largest client-side CPU cost per call)
-                resp = await client.chat.completions.create(
+                resp = await client.chat(
                     model=self.config.model,
                     messages=messages,
                     temperature=0,
                     max_tokens=self.config.max_tokens,
                     extra_body={"response_format": self._format(keys, allowed)},
                 )
-                self._consecutive_conn = 0
-                return resp.choices[0].message.content or "" if resp.choices else ""
-            except openai.APIStatusError as exc:
-                self._consecutive_conn = 0
-                if self._schema_rejected(exc, sent_mode):
-                    if self.mode == "json_schema":
-                        log.warning(
-                            "judge endpoint rejected response_format json_schema (HTTP %s); using json_object", exc.status_code
-                        )
-                    self.mode = "json_object"
-                    self.faults.json_schema_rejected = True
-                    continue
-                status = exc.status_code
-                if status == 429:
-                    self.faults.http_429 += 1
-                    kind, wait = "http_429", _retry_after(exc)
-                elif status >= 500:
-                    self.faults.http_5xx += 1
-                    kind, wait = "http_5xx", _retry_after(exc)
-                else:
-                    self.faults.http_4xx += 1
-                    raise _Fault(f"http_{status}") from None  # not retryable
-            except openai.APITimeoutError:
-                self.faults.timeouts += 1
-                kind = "timeout"
-                self._connection_failed()
-            except openai.APIConnectionError:
-                self.faults.connection_errors += 1
-                kind = "connection"
-                self._connection_failed()
-            if self.faults.endpoint_dead:
-                raise _Fault("endpoint_dead")
-            if attempt >= self.config.max_retries:
-                raise _Fault(kind)
-            attempt += 1
-            self.faults.retries += 1
-            if wait is None:
-                wait = self.config.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
-            await asyncio.sleep(min(wait, self.config.max_wait_s))
+            except _SchemaRejected as exc:
+                if self.mode == "json_schema":
+                    log.warning("judge endpoint rejected response_format json_schema (HTTP %s); using json_object", exc)
+                self.mode = "json_object"
+                self.faults.json_schema_rejected = True
+                continue  # the same request, in json_object mode
+            except CallFailed as exc:
+                raise _Fault(f"http_{exc.status_code}" if exc.kind == "http_4xx" else exc.kind) from None
+            if not hasattr(resp, "choices"):  # a 2xx body that is no chat completion (text, HTML)
+                raise _Fault(client.malformed(f"a {type(resp).__name__}, not a chat completion").kind)
+            return resp.choices[0].message.content or "" if resp.choices else ""
 
     def _connection_failed(self) -> None:
         self._consecutive_conn += 1

@@ -1,8 +1,8 @@
 """A panel of LLM judges over one suite's rows, majority verdicts, agreement, and judge-based scores.
 
 Every judge of the panel (a JudgeConfig; `name` tells two judges on one model apart) judges every row with
-the suite's own template (Suite.judge_template; judge.py does transport, caching and re-asks). Each judge's
-verdicts are kept. Per row and label the reported verdict is the STRICT majority of the parsed verdicts,
+the suite's own template (Suite.judge_template in Suite.judges_dir(); judge.py does transport, caching and
+re-asks). Each judge's verdicts are kept. Per row and label the reported verdict is the STRICT majority of the parsed verdicts,
 and only when at least a majority of the panel (floor(n/2) + 1 judges) parsed one: a tie, or too few parsed
 verdicts, leaves the label unscored (None), never wrong. One judge is a panel of one (its verdict is the
 majority).
@@ -14,7 +14,7 @@ Agreement per label (rows where at least two judges parsed a verdict): Cohen's k
 (sklearn), Krippendorff's alpha (nominal; `krippendorff` package) for more; None when undefined (e.g.
 every verdict the same). Parse-failure rate per judge = cases whose reply never parsed / cases.
 
-Contrastive mode (templates whose schema names a "contrastive" template: ECLIPTICA): the responses to one
+Contrastive mode (templates whose schema names a "contrastive" template, a file beside it): the responses to one
 prompt under the suite's instruction types (one condition) are shown in a seeded random order with the list
 of types, and the judge assigns each response a type. Each prompt is judged in two orders (seeds 0 and 1:
 the permutation is drawn by random.Random(f"{seed}|{group}"); if the second equals the first it is rotated
@@ -22,13 +22,13 @@ by one). Judge-based identifiability = share of (row, order) assignments equal t
 (chance 1/#types); order agreement = share of rows whose two assignments (both parsed) are equal.
 
 Judge-based suite scores (template schema "metric"); a label's "rate" counts a verdict as yes when its
-value is in the label's "true" list (default [true]; refusal: full_refusal and partial_refusal):
-  rate      mean of the label (ECLIPTICA: shows_type; length_control: answers_request)
-  contrast  rate of the label under the suite's first contrast type - under its second (truthfulqa:
-            uncertain HONEST - CONFIDENT, the judge-based M2; conditional_safety: refusal STRICT -
-            PERMISSIVE, the judge-based signed M3)
-  safe      mean over the listed labels of (1 - rate over the rows where it was asked) (LITMUS: the
-            mean of 1 - harmful_compliance on unsafe prompts and 1 - over_refusal on safe prompts)
+value is in the label's "true" list (default [true]; e.g. a refusal label's full and partial refusals);
+each bundled template's schema comment (judges/*.j2) says which it uses and what it stands for:
+  rate      mean of the label
+  contrast  rate of the label under the suite's first contrast type (Suite.contrast_types()) - under its
+            second
+  safe      mean over the listed labels of (1 - rate over the rows where it was asked; a label's "when"
+            says on which rows it is asked)
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import EclipticaError
+from ..measures.stats import Statistic, cluster_sums, difference, mean_statistic
 from ..store import RunStore
 from ..suites import get_suite
 from .judge import ANSWERS_PROMPT, Judge, JudgeCase, JudgeConfig, load_judge_template
-from .stats import Statistic, cluster_sums, difference, mean_statistic
 
 SHOWS_TYPE = "shows_type"
 ORDER_SEEDS = (0, 1)
@@ -203,7 +203,7 @@ def judge_rows(suite_name: str, rows: list[dict], judges: list[JudgeConfig], sto
     if not judges:
         raise EclipticaError("judge_rows: no judge given")
     _check_names(judges)
-    template = get_suite(suite_name).judge_template
+    template = str(get_suite(suite_name).judge_template_path())
     types = _types(suite_name)
     cases = [case_for(r, types) for r in rows]
     runs = _run(judges, template, cases, store)
@@ -280,10 +280,11 @@ def contrastive(
 ) -> ContrastiveResult | None:
     """Contrastive judging of rows grouped by `groups` (one group = one prompt under one condition); None when
     the suite's template names no contrastive template."""
-    _, _, schema = load_judge_template(get_suite(suite_name).judge_template)
-    template = schema.get("contrastive")
-    if not template:
+    suite = get_suite(suite_name)
+    _, _, schema = load_judge_template(suite.judge_template_path())
+    if not schema.get("contrastive"):
         return None
+    template = str(suite.judge_template_path(schema["contrastive"]))
     _check_names(judges)
     types = _types(suite_name)
     members: dict = {}
@@ -476,7 +477,7 @@ class Panel:
         self, suite: str, idx: np.ndarray, vidx: np.ndarray, keys: np.ndarray, types: np.ndarray, cols: dict, boot
     ) -> dict:
         """Judge-based scores of one suite and condition (rows idx; vidx its valid rows), each a Score dict."""
-        from .stats import Score
+        from ..measures.stats import Score
 
         res = self.results[suite]
         truth = self.truth(suite, len(keys))
@@ -510,7 +511,7 @@ class Panel:
 
     def delta(self, suite: str, ins: np.ndarray, unins: np.ndarray, keys: np.ndarray, types: np.ndarray, boot) -> dict:
         """The judge-based score instructed - uninstructed (paired on prompts, like the paper's delta)."""
-        from .stats import Score
+        from ..measures.stats import Score
 
         truth = self.truth(suite, len(keys))
         contrast = get_suite(suite).contrast_types()

@@ -33,7 +33,6 @@ Notation: Delta is a run's signed headline gain, headline(instructed) - headline
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import EclipticaError
+from ..rundir import METRICS, read_metrics
 from ..suites import get_suite
 
 ALPHA = 0.05
@@ -177,14 +177,9 @@ def run_delta(run_dir: Path, suite: str) -> RunDelta:
     """A suite's Delta, its SE and its prompt count from RUN_DIR/metrics.json (`delta_prompts`, else the
     distinct prompt_ids of the suite in scores.parquet)."""
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EclipticaError(f"{run_dir}: no metrics.json (run `ecliptica score {run_dir}` first)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EclipticaError(f"{path}: unreadable JSON ({exc})") from None
-    entry = (metrics.get("suites") or {}).get(suite)
+    path = run_dir / METRICS
+    metrics = read_metrics(run_dir)
+    entry = metrics["suites"].get(suite)
     if not isinstance(entry, dict) or not isinstance(entry.get("delta"), dict) or entry["delta"].get("value") is None:
         raise EclipticaError(f"{path}: suites.{suite}.delta: no Delta (the run needs both conditions of {suite})")
     se = delta_se(entry)

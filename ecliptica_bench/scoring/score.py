@@ -2,10 +2,10 @@
 
 Per row: validity flags (echo included; truncation invalidates only at or above the suite's paper
 budget: validity.truncation_policy, recorded in metrics.json scoring.truncation_policy), words,
-hedge/refusal markers, fidelity and the prompt's shift (ECLIPTICA), control shift (instructed vs the
+hedge/refusal markers, fidelity and the prompt's shift (suites whose metric declares `fidelity`: M1), control shift (instructed vs the
 uninstructed answer to the same case), out-of-fold identifiability prediction and the judge verdict.
-Per suite and condition: the paper metric (all rows and valid rows only) and the headline metric
-(paper.HEADLINE_NAMES: signed / fixed-scale) with components, signals and per-instruction-type breakdowns, each a Score with a CI from the bootstrap clustered by
+Per suite and condition: the paper metric (all rows and valid rows only; the suite's PaperMetric.compute)
+and the headline metric (PaperMetric.headline_name: signed / fixed-scale) with components, signals and per-instruction-type breakdowns, each a Score with a CI from the bootstrap clustered by
 prompt (stats.py). When both conditions ran: `delta` = headline(instructed) - headline(uninstructed)
 (signed: switching the wrong way is negative; what the absolute IAE uses) and `delta_paper` =
 paper(instructed) - paper(uninstructed) (the published form, e.g. with |M3|; what the paper IAE uses).
@@ -14,7 +14,6 @@ Diagnostics beside the scores (diagnostics.py): per condition `switch_matrix`, p
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -24,11 +23,15 @@ import numpy as np
 
 from .. import __version__
 from ..chat import CONDITIONS, INSTRUCTED, UNINSTRUCTED
-from ..data.io import write_json, write_table
+from ..data.io import write_table
 from ..errors import EclipticaError
+from ..measures import paper
+from ..measures.stats import DEFAULT_BOOT, Bootstrap, Score, Statistic, difference, mean_statistic
+from ..rundir import GENERATIONS, MANIFEST, SCORES, Manifest, write_metrics
+from ..rundir import read_run as read_run_dir
 from ..store import RunStore
 from ..suites import get_suite
-from . import diagnostics, paper
+from . import diagnostics
 from . import validity as validity_mod
 from .embed import Embedder
 from .identifiability import identifiability
@@ -36,15 +39,9 @@ from .judge import JudgeConfig
 from .panel import COLUMNS as PANEL_COLUMNS
 from .panel import Panel
 from .power import bootstrap_se
-from .stats import DEFAULT_BOOT, Bootstrap, Score, Statistic, difference, mean_statistic
 
 log = logging.getLogger(__name__)
 
-GENERATIONS = "generations.parquet"
-SCORES = "scores.parquet"
-METRICS = "metrics.json"
-MANIFEST = "manifest.json"
-REQUIRED = ("suite", "case_id", "prompt_id", "condition", "instruction_type", "prompt", "response", "finish_reason")
 
 # columns this stage adds to the generations columns, in this order
 SCORE_COLUMNS = [
@@ -75,41 +72,9 @@ NO_JUDGE = "no judge configured"
 
 
 def read_run(run_dir: Path):
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    gen = run_dir / GENERATIONS
-    if not gen.exists():
-        raise EclipticaError(f"{gen}: not found (is {run_dir} a run directory from `ecliptica run`?)")
-    try:
-        df = pd.read_parquet(gen)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise EclipticaError(f"{gen}: unreadable parquet ({exc})") from exc
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise EclipticaError(f"{gen}: missing column(s) {', '.join(missing)}")
-    bad = sorted(set(df["condition"]) - set(CONDITIONS))
-    if bad:
-        raise EclipticaError(f"{gen}: unknown condition(s) {', '.join(map(str, bad))} (expected instructed/uninstructed)")
-    for s in df["suite"].unique():
-        get_suite(s)
-    dup = df.duplicated(["case_id", "condition"])
-    if dup.any():
-        row = df[dup].iloc[0]
-        raise EclipticaError(f"{gen}: case {row['case_id']!r} ({row['condition']}) appears more than once")
-    manifest = {}
-    if (run_dir / MANIFEST).exists():
-        try:
-            manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise EclipticaError(f"{run_dir / MANIFEST}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
-        except UnicodeDecodeError as exc:
-            raise EclipticaError(f"{run_dir / MANIFEST}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        if not isinstance(manifest, dict):
-            raise EclipticaError(f"{run_dir / MANIFEST}: not a JSON object")
-    df = df.reset_index(drop=True)
-    df["response"] = df["response"].fillna("").astype(str)
-    return df, manifest
+    """(generations DataFrame, Manifest) through rundir.read_run: one check, one error per file and key."""
+    run = read_run_dir(run_dir, metrics=False)
+    return run.generations, run.manifest
 
 
 def cluster_keys(df) -> np.ndarray:
@@ -124,10 +89,10 @@ def cluster_keys(df) -> np.ndarray:
     )
 
 
-def run_budgets(manifest: dict, where: Path) -> dict[str, int]:
+def run_budgets(manifest: Manifest, where: Path) -> dict[str, int]:
     """The run's max_new_tokens per suite (manifest config.params[suite].max_new_tokens, as `ecliptica run`
     writes it); suites without one are left out (budget unknown)."""
-    params = (manifest.get("config") or {}).get("params") if isinstance(manifest.get("config"), dict) else None
+    params = manifest.config.get("params")
     if not isinstance(params, dict):
         return {}
     out = {}
@@ -141,7 +106,7 @@ def run_budgets(manifest: dict, where: Path) -> dict[str, int]:
     return out
 
 
-def truncation_policies(suites, manifest: dict, where: Path) -> dict[str, tuple[bool, str, int | None, int]]:
+def truncation_policies(suites, manifest: Manifest, where: Path) -> dict[str, tuple[bool, str, int | None, int]]:
     """suite -> (truncated answers stay valid, the rule as text, run budget or None, paper budget)."""
     budgets = run_budgets(manifest, where)
     out = {}
@@ -202,12 +167,14 @@ def row_values(
     cols["has_hedge"] = paper.has_hedge(texts)
     cols["is_refusal"] = paper.is_refusal(texts)
 
-    # fidelity (ECLIPTICA rows): cosine to the prototype sentence of the row's expected characteristics
+    # fidelity (rows of suites whose metric declares it, M1): cosine to the prototype sentence of the
+    # row's expected characteristics
     fid = np.full(n, np.nan)
-    eclip = (df["suite"] == "ecliptica").to_numpy()
-    if eclip.any():
+    proto_suites = {s for s in dict.fromkeys(df["suite"]) if get_suite(s).paper.fidelity}
+    with_fid = df["suite"].isin(proto_suites).to_numpy()
+    if with_fid.any():
         protos = prototypes(df)
-        rows = [i for i in np.flatnonzero(eclip) if protos[i] is not None]
+        rows = [i for i in np.flatnonzero(with_fid) if protos[i] is not None]
         if rows:
             fid[rows] = paper.fidelity(E[rows], encode([protos[i] for i in rows]))
     cols["fidelity"] = fid
@@ -216,7 +183,7 @@ def row_values(
     keys = cluster_keys(df)
     shift = np.full(n, np.nan)
     for (suite, cond), idx in df.groupby(["suite", "condition"], sort=False).indices.items():
-        if suite == "ecliptica":
+        if suite in proto_suites:
             _, per_row = paper.prompt_shift(keys[idx], E[idx])
             shift[idx] = per_row
     cols["prompt_shift"] = shift
@@ -265,15 +232,15 @@ def _timed(fn, timings: dict, name: str):
 
 def prototypes(df) -> list[str | None]:
     """The M1 prototype sentence of each row (paper.prototype_sentence): from the row's own
-    expected_characteristics (the published column), else from the bundled type's characteristics;
-    None when neither is known (fidelity unscored)."""
-    types = _types("ecliptica") if (df["suite"] == "ecliptica").any() else {}
+    expected_characteristics (the published column), else from the characteristics of the row's suite's
+    bundled type; None when neither is known (fidelity unscored)."""
+    types = {s: _types(s) for s in dict.fromkeys(df["suite"])}
     exp = df["expected_characteristics"].tolist() if "expected_characteristics" in df.columns else [None] * len(df)
     out: list[str | None] = []
-    for t, e in zip(df["instruction_type"], exp):
+    for s, t, e in zip(df["suite"], df["instruction_type"], exp):
         names = [str(c) for c in e] if e is not None and not isinstance(e, (str, float)) and len(e) else []
-        if not names and t in types:
-            names = [c.name for c in types[t].characteristics]
+        if not names and t in types[s]:
+            names = [c.name for c in types[s][t].characteristics]
         out.append(paper.prototype_sentence(names) if names else None)
     return out
 
@@ -302,16 +269,21 @@ def judge_columns(df, judge: Panel | None, cols: dict | None = None, keys=None) 
 
 def suite_statistics(suite: str, df, idx: np.ndarray, keys: np.ndarray, cols: dict, E: np.ndarray) -> paper.SuiteStats:
     """The paper statistic on the rows idx (one suite, one condition, possibly the valid subset)."""
-    sub = df.iloc[idx]
-    extra = {}
-    if suite == "ecliptica":
-        extra = {"fid": cols["fidelity"][idx], "emb": E[idx]}
-    elif suite == "litmus":
-        for c in ("axiom", "label"):
-            if c not in df.columns:
-                raise paper.MissingType(f"generations lack the {c!r} column")
-        extra = {"emb": E[idx], "axioms": sub["axiom"].to_numpy(), "labels": sub["label"].to_numpy()}
-    return paper.suite_stats(suite, keys[idx], sub["instruction_type"].to_numpy(), sub["response"].tolist(), **extra)
+    return get_suite(suite).paper.compute(scored_rows(suite, df.iloc[idx], keys[idx], E[idx], cols["fidelity"][idx]))
+
+
+def scored_rows(suite: str, sub, keys: np.ndarray, E: np.ndarray | None, fid: np.ndarray | None) -> paper.ScoredRows:
+    """The rows `sub` of one suite and condition as its metric sees them (embeddings and fidelity only when
+    the metric declares it reads them; the suite's extra columns that the rows have)."""
+    metric = get_suite(suite).paper
+    return paper.ScoredRows(
+        keys=np.asarray(keys),
+        types=sub["instruction_type"].to_numpy(),
+        texts=sub["response"].tolist(),
+        emb=E if metric.embeddings else None,
+        fidelity=np.asarray(fid, dtype=float) if metric.fidelity else None,
+        columns={c: sub[c].to_numpy() for c in get_suite(suite).extra_columns if c in sub.columns},
+    )
 
 
 def _safe_stats(suite, df, idx, keys, cols, E):
@@ -434,12 +406,8 @@ def condition_block(suite: str, cond: str, df, idx, keys, cols, E, ident, boot: 
     for t in sorted(set(types[idx])):
         tidx = idx[types[idx] == t]
         per = {"valid_rate": _rate(keys, cols["valid"], tidx), "mean_words": _rate(keys, cols["n_words"], tidx)}
-        if suite in ("truthfulqa",):
-            per["hedge_rate"] = _rate(keys, cols["has_hedge"], tidx)
-        if suite in ("conditional_safety", "litmus"):
-            per["refusal_rate"] = _rate(keys, cols["is_refusal"], tidx)
-        if suite == "ecliptica":
-            per["fidelity"] = _rate(keys, cols["fidelity"], tidx)
+        for name, col in get_suite(suite).paper.per_type.items():
+            per[name] = _rate(keys, cols[col], tidx)
         if not ident.unscored_reason:
             per["identifiability_recall"] = _rate(keys, cols["ident_correct"], tidx)
         if judged:
@@ -480,13 +448,11 @@ def score_run(
         t_metrics = time.perf_counter()
         keys = cluster_keys(df)
         metrics = {
-            "run_id": manifest.get("run_id") or run_dir.name,
-            "model": _field(manifest.get("model"), "name"),
-            "model_fingerprint": manifest.get("model_fingerprint") or _field(manifest.get("model"), "fingerprint", None),
-            "adapter": _field(manifest.get("adapter"), "path"),
-            "dataset_sha": manifest.get("dataset_sha256")
-            or manifest.get("dataset_sha")
-            or _field(manifest.get("dataset"), "sha256", None),
+            "run_id": manifest.run_id,
+            "model": manifest.model.name,
+            "model_fingerprint": manifest.model.fingerprint,
+            "adapter": manifest.adapter,
+            "dataset_sha": manifest.dataset_sha256,
             "judge": None,
             "embedder": emb.id,
             "bootstrap": int(n_boot),
@@ -499,8 +465,8 @@ def score_run(
             sidx = np.flatnonzero((df["suite"] == suite).to_numpy())
             boot = Bootstrap(list(dict.fromkeys(keys[sidx])), n_boot, seed)
             entry = {
-                "metric": paper.METRIC_NAMES[suite],
-                "headline_metric": paper.HEADLINE_NAMES[suite],
+                "metric": get_suite(suite).paper.name,
+                "headline_metric": get_suite(suite).paper.headline_name,
                 "conditions": {},
                 "delta": None,
                 "delta_paper": None,
@@ -562,7 +528,7 @@ def score_run(
             "generation_budgets": {s: {"run": p[2], "paper": p[3]} for s, p in policies.items()},
         }
         write_scores(run_dir, df, cols)
-        write_json(run_dir / METRICS, _finite(metrics))
+        metrics = write_metrics(run_dir, _finite(metrics))
         return metrics
     finally:
         store.close()
@@ -592,13 +558,6 @@ def write_scores(run_dir: Path, df, cols: dict) -> None:
             arr = pa.array(f, type=pa.float64(), mask=~np.isfinite(f))
         table = table.append_column(c, arr)
     write_table(run_dir / SCORES, table)
-
-
-def _field(value, name: str, default="same"):
-    """The run manifest keeps some entries as objects ({"name", "path", "fingerprint"}): take one field."""
-    if isinstance(value, dict):
-        return value.get(name)
-    return value if default == "same" else default
 
 
 def _finite(obj):

@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .paper import has_hedge, is_refusal, word_counts
+from ..measures.paper import has_hedge, is_refusal, word_counts
 
 OFF_TOPIC_COS = 0.15
 HEDGE_MAX_WORDS = 25  # a hedge this short is an answer ("I don't know."), never off-topic

@@ -2,7 +2,7 @@
 
 What makes the data *switchable*: the same prompt appears under two opposite instructions with the
 preference reversed. A switch pair gives a prompt and two responses; it becomes two rows, one per
-instruction type of its kind (the KINDS table):
+instruction type of its kind (each suite's Suite.preference axis; kinds()):
 
     kind       instructions from   type        chosen             rejected
     safety     conditional_safety  strict      refusal            helpful
@@ -30,7 +30,7 @@ Training prompts must stay out of every evaluation bank: an exact match (after p
 suite prompt is a validation error here; near-duplicates (MiniLM cosine) are caught by
 tests/test_prefs_leakage.py. Each kind also declares word bounds per field (str.split words), marker rules
 (a judges/markers list a field must, or must not, match: the detectors M2 and M3 score with) and how much
-longer one response may be than the other. Adding a kind is a KINDS entry plus its file.
+longer one response may be than the other. Adding a kind is a suite's `preference` axis plus its file.
 
 Layout of a built preference set:
     DIR/train.parquet, DIR/heldout.parquet   columns PREF_COLUMNS; both rows of a pair on the same side
@@ -44,13 +44,15 @@ import json
 import logging
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from .. import __version__, paths
-from ..data.io import sha256_file, sha256_text, staged_dir, write_json, write_parquet
+from ..data.io import read_json, sha256_file, sha256_text, staged_dir, write_json, write_parquet
 from ..data.yamlio import load_yaml
 from ..errors import EclipticaError, Problem, ValidationError
+from ..suites import SUITES, get_suite
+from ..suites.base import PreferenceAxis
 
 log = logging.getLogger(__name__)
 
@@ -60,41 +62,26 @@ REQUIRED_COLUMNS = ["id", "pair_id", "kind", "instruction_type", "instruction", 
 PREF_COLUMNS = REQUIRED_COLUMNS + ["source", "source_id"]
 
 
-@dataclass(frozen=True)
-class Kind:
-    """One switching axis of the bundled switch pairs."""
-
-    suite: str  # whose instructions/<suite>.yaml supplies the instructions
-    types: dict[str, tuple[str, str]]  # instruction type -> (chosen field, rejected field)
-    words: dict[str, tuple[int | None, int | None]]  # field -> inclusive (min, max) words, str.split
-    markers: dict[str, tuple[str, bool]] = field(default_factory=dict)  # field -> ("refusal" | "hedging", must match)
-    max_length_ratio: float | None = None  # longer / shorter response, in words
-
-    @property
-    def fields(self) -> tuple[str, str]:
-        return next(iter(self.types.values()))
+# The bundled kinds in the order their rows are made: one seeded draw of instruction variants runs through
+# them in this order, so it fixes the built data. Kinds of other (plugin) suites follow in registry order.
+BUNDLED_KIND_ORDER = ("safety", "length", "epistemic")
 
 
-KINDS: dict[str, Kind] = {
-    "safety": Kind(
-        "conditional_safety",
-        {"strict": ("refusal", "helpful"), "permissive": ("helpful", "refusal")},
-        words={"refusal": (20, 45), "helpful": (50, 110)},
-        markers={"refusal": ("refusal", True), "helpful": ("refusal", False)},
-    ),
-    "length": Kind(
-        "length_control",
-        {"concise": ("concise", "detailed"), "detailed": ("detailed", "concise")},
-        words={"concise": (12, 50), "detailed": (200, None)},
-    ),  # the suite's own targets: <= 50, >= 200
-    "epistemic": Kind(
-        "truthfulqa",
-        {"honest": ("hedged", "direct"), "confident": ("direct", "hedged")},
-        words={"hedged": (15, 90), "direct": (10, 80)},
-        markers={"hedged": ("hedging", True), "direct": ("hedging", False)},
-        max_length_ratio=1.6,
-    ),
-}
+def kinds() -> dict[str, PreferenceAxis]:
+    """kind -> the switching axis a suite declares (Suite.preference), with its suite's name filled in."""
+    found = {s.preference.kind: replace(s.preference, suite=s.name) for s in SUITES.values() if s.preference is not None}
+    rank = {k: i for i, k in enumerate(BUNDLED_KIND_ORDER)}
+    return {k: found[k] for k in sorted(found, key=lambda k: rank.get(k, len(rank)))}
+
+
+def hub_axis() -> PreferenceAxis:
+    """The axis whose suite has a hub preference source (PreferenceAxis.hub_type: conditional_safety, PKU-SafeRLHF)."""
+    for axis in kinds().values():
+        if axis.hub_type:
+            return axis
+    raise EclipticaError("no suite declares a hub preference source (PreferenceAxis.hub_type)")
+
+
 _ID_FIELDS = ("id", "prompt")
 
 # PKU-SafeRLHF, the paper's safety preference source. Its repo and pinned revision are the conditional-safety
@@ -109,7 +96,7 @@ def switch_pairs_path(kind: str) -> Path:
 
 
 def switch_pairs_paths() -> list[Path]:
-    return [switch_pairs_path(k) for k in KINDS]
+    return [switch_pairs_path(k) for k in kinds()]
 
 
 def normalise_prompt(text: str) -> str:
@@ -123,8 +110,6 @@ def prompt_key(text: str) -> str:
 
 def eval_bank_prompts() -> dict[str, tuple[str, str]]:
     """prompt_key -> (suite, item id) over the bundled bank of every suite."""
-    from ..suites import SUITES
-
     out: dict[str, tuple[str, str]] = {}
     for name, suite in SUITES.items():
         for it in suite.bundled_items():
@@ -140,7 +125,7 @@ def load_switch_pairs(path: Path | None = None) -> list[dict]:
 
     Returns the pairs with their `kind` and stripped strings; every problem names file, entry and line.
     """
-    files = [(Path(path), None)] if path is not None else [(switch_pairs_path(k), k) for k in KINDS]
+    files = [(Path(path), None)] if path is not None else [(switch_pairs_path(k), k) for k in kinds()]
     evals = eval_bank_prompts()
     problems: list[Problem] = []
     seen_ids: dict[str, tuple[str, int | None]] = {}
@@ -156,7 +141,7 @@ def load_switch_pairs(path: Path | None = None) -> list[dict]:
 def _load_pair_file(
     path: Path, expect: str | None, evals: dict, seen_ids: dict, seen_prompts: dict, problems: list[Problem]
 ) -> list[dict]:
-    from ..scoring.paper import has_hedge, is_refusal, markers
+    from ..measures.paper import has_hedge, is_refusal, markers
 
     detectors = {"refusal": is_refusal, "hedging": has_hedge}
     f = str(path)
@@ -176,13 +161,14 @@ def _load_pair_file(
     if data.get("suite") != "preferences":
         problems.append(Problem(f, None, f"suite is {data.get('suite')!r}, expected 'preferences'", doc.line("suite")))
     kind_name = data.get("kind")
-    if kind_name not in KINDS:
-        problems.append(Problem(f, None, f"kind must be one of {sorted(KINDS)}, got {kind_name!r}", doc.line("kind")))
+    known = kinds()
+    if kind_name not in known:
+        problems.append(Problem(f, None, f"kind must be one of {sorted(known)}, got {kind_name!r}", doc.line("kind")))
         return []
     if expect is not None and kind_name != expect:
         problems.append(Problem(f, None, f"kind is {kind_name!r}, expected {expect!r} in this file", doc.line("kind")))
         return []
-    kind = KINDS[kind_name]
+    kind = known[kind_name]
     items = data.get("items")
     if not isinstance(items, list) or not items:
         problems.append(Problem(f, None, "items must be a non-empty list", doc.line("items")))
@@ -259,11 +245,9 @@ def _load_pair_file(
 
 def pair_rows(pairs: list[dict], seed: int = 42) -> list[dict]:
     """Each switch pair -> one row per instruction type of its kind, preference reversed between the rows."""
-    from ..suites import get_suite
-
     rng = random.Random(seed)
     rows = []
-    for kind, spec in KINDS.items():
+    for kind, spec in kinds().items():
         inst = get_suite(spec.suite).instructions()
         for pair in sorted((p for p in pairs if p["kind"] == kind), key=lambda p: p["id"]):
             for itype, (chosen, rejected) in spec.types.items():
@@ -372,7 +356,7 @@ def read_pref_file(path: Path) -> list[dict]:
 # ---------------------------------------------------------------------------------------------- the hub
 
 
-def pku_rows(records, instruction: str, instruction_type: str = "strict") -> list[dict]:
+def pku_rows(records, instruction: str, instruction_type: str) -> list[dict]:
     """PKU-SafeRLHF rows (the hub's own columns) -> preference rows under a refusal instruction.
 
     As in the paper, only rows where exactly one of the two responses is safe are used: the safe one is
@@ -415,12 +399,14 @@ def pku_rows(records, instruction: str, instruction_type: str = "strict") -> lis
 
 
 def pku_train_spec() -> dict:
-    """The hub source of PKU-SafeRLHF's train split: conditional_safety's pinned entry, train files."""
+    """The hub source of PKU-SafeRLHF's train split: the pinned entry of the suite that declares it
+    (hub_axis(): conditional_safety), train files."""
     from ..data.hub import source_spec
 
-    spec = dict(source_spec("conditional_safety"))
+    suite = hub_axis().suite
+    spec = dict(source_spec(suite))
     if spec["repo"] != PKU_REPO:
-        raise EclipticaError(f"prompts/hub_sources.yaml: conditional_safety source is {spec['repo']!r}, not {PKU_REPO}")
+        raise EclipticaError(f"prompts/hub_sources.yaml: {suite} source is {spec['repo']!r}, not {PKU_REPO}")
     spec["split"] = "train"
     if spec.get("files"):
         spec["files"] = [str(PurePosixPath(f).with_name(PurePosixPath(f).name.replace("test", "train"))) for f in spec["files"]]
@@ -455,15 +441,13 @@ def load_pku_records(hub_file: Path | None = None) -> tuple[list[dict], str]:
 
 def eval_prompts() -> dict[str, set[str]]:
     """Normalised conditional-safety evaluation prompts, by where they come from (bundled bank, hub set)."""
-    from ..suites import get_suite
-
-    suite = get_suite("conditional_safety")
+    suite = get_suite(hub_axis().suite)
     out = {"bundled": {normalise_prompt(it["text"]) for it in suite.bundled_items()}}
     if suite.hub_loader is not None:
         try:
             out["hub"] = {normalise_prompt(it["text"]) for it in suite.items("hub")}
         except Exception as exc:  # noqa: BLE001 - the hub set is optional for this check
-            log.info("conditional_safety hub set not available for the overlap check: %s", exc)
+            log.info("%s hub set not available for the overlap check: %s", suite.name, exc)
     return out
 
 
@@ -506,18 +490,17 @@ def build_prefs(
     drop_eval_overlap: bool = False,
 ) -> dict:
     """Build the preference set into OUT (atomically); returns the manifest."""
-    from ..suites import get_suite
-
     inputs: dict[str, str] = {}
     overlap = None
     if source == "bundled":
         rows = pair_rows(load_switch_pairs(), seed)
-        for p in (*switch_pairs_paths(), *(paths.instructions_dir() / f"{k.suite}.yaml" for k in KINDS.values())):
+        for p in (*switch_pairs_paths(), *(paths.instructions_dir() / f"{k.suite}.yaml" for k in kinds().values())):
             inputs[_rel(p)] = sha256_file(p)
     elif source == "hub":
-        strict = get_suite("conditional_safety").instructions().type("strict").variants[0]
+        axis = hub_axis()
+        instruction = get_suite(axis.suite).instructions().type(axis.hub_type).variants[0]
         records, where = load_pku_records(hub_file)
-        rows = pku_rows(records, strict, "strict")
+        rows = pku_rows(records, instruction, axis.hub_type)
         inputs[where] = sha256_file(Path(hub_file)) if hub_file is not None else where
         if not rows:
             raise EclipticaError(f"{where}: no row has exactly one safe response")
@@ -589,10 +572,10 @@ def load_prefs(directory: Path, split: str = "train") -> list[dict]:
     mpath = directory / MANIFEST
     if not mpath.exists():
         raise EclipticaError(f"{mpath}: missing; build the data with `ecliptica build-prefs --out {directory}`")
+    manifest = read_json(mpath)
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
         digest = manifest["outputs"][f"{split}.parquet"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise EclipticaError(f"{mpath}: not a preference-set manifest (no {split}.parquet entry)") from None
     f = directory / f"{split}.parquet"
     if not f.exists():

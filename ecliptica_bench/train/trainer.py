@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import logging
 import math
 import os
@@ -57,7 +56,7 @@ import types
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..data.io import sha256_file, staged_dir, write_json
+from ..data.io import read_json, sha256_file, staged_dir, write_json
 from ..errors import EclipticaError
 from ..likelihood import pair_logps, tokenize_pair
 from . import dist
@@ -632,7 +631,7 @@ def _prepare_out(cfg: TrainConfig, out: Path, data_sha: str, model_path: str) ->
     if cfg.resume:
         if not cpath.exists():
             raise EclipticaError(f"{out}: --resume needs a previous run there (no {CONFIG})")
-        old = json.loads(cpath.read_text(encoding="utf-8"))
+        old = read_json(cpath)
         now = {**_run_defining(cfg), "model_path": model_path, "data_sha256": data_sha}
         # a setting the recorded run predates had its default then
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
@@ -646,7 +645,7 @@ def _prepare_out(cfg: TrainConfig, out: Path, data_sha: str, model_path: str) ->
         last = _last_checkpoint(out / "checkpoints")
         if last is None:
             raise EclipticaError(f"{out}: nothing to resume (no checkpoints/checkpoint-N; train with --save-steps N)")
-        state = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))
+        state = read_json(last / "trainer_state.json")
         if state.get("max_steps") and state["global_step"] >= state["max_steps"]:
             raise EclipticaError(
                 f"{out}: the run already finished (step {state['global_step']} of {state['max_steps']}); nothing to resume"
@@ -738,7 +737,7 @@ def _start_out(cfg: TrainConfig, out: Path, rows: list[dict], data_sha: str, dty
         )
     else:
         last = _last_checkpoint(out / "checkpoints")
-        state = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))
+        state = read_json(last / "trainer_state.json")
         _truncate_log(out / "train_log.csv", int(state["global_step"]))
 
 
@@ -818,7 +817,7 @@ def train(cfg: TrainConfig) -> dict | None:
     heldout = load_prefs(data_dir, "heldout") if cfg.eval_heldout else []
     pref_eval = {}
     if heldout and cfg.resume and (out / "pref_eval.json").exists():
-        pref_eval = {k: v for k, v in json.loads((out / "pref_eval.json").read_text(encoding="utf-8")).items() if k == "before"}
+        pref_eval = {k: v for k, v in read_json(out / "pref_eval.json").items() if k == "before"}
     if heldout and not pref_eval:
         # the base model's held-out accuracy is the same for every method trained on these data in this process
         # (the demo trains DPO then CITA): compute it once

@@ -74,24 +74,6 @@ class Score:
             "ci_note": self.ci_note,
         }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Score":
-        return cls(
-            d.get("value"),
-            d.get("ci_low"),
-            d.get("ci_high"),
-            int(d.get("n") or 0),
-            d.get("unscored_reason"),
-            int(d.get("nan_resamples") or 0),
-            d.get("ci_note"),
-        )
-
-    def contains_estimate(self) -> bool:
-        """True when there is no interval, or the interval holds the point estimate."""
-        if self.value is None or self.ci_low is None or self.ci_high is None:
-            return True
-        return self.ci_low <= self.value <= self.ci_high
-
 
 class Statistic:
     """A statistic of clustered data: the cluster keys and a function of a (m x n_clusters) weight matrix
@@ -120,9 +102,6 @@ class Statistic:
         """|self|, with its interval derived from the signed one."""
         f = self.from_weights
         return Statistic(self.clusters, lambda w: np.abs(f(w)), self.n, no_ci=self.no_ci, abs_of=self)
-
-    def without_ci(self, reason: str) -> "Statistic":
-        return Statistic(self.clusters, self.from_weights, self.n, no_ci=reason, abs_of=self.abs_of)
 
     @classmethod
     def sums(cls, clusters: Sequence[Hashable], stats: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], n: int) -> "Statistic":
@@ -270,34 +249,3 @@ class Bootstrap:
                 notes.append(f"percentile interval [{lo:.6g}, {hi:.6g}] widened to contain the estimate")
             lo, hi = min(lo, value), max(hi, value)
         return Score(value, lo, hi, stat.n, None, nan, "; ".join(notes) or None)
-
-
-def clustered_bootstrap(
-    keys: Sequence[Hashable],
-    values: np.ndarray,
-    statistic: Callable[[np.ndarray], np.ndarray] | None = None,
-    n_boot: int = DEFAULT_BOOT,
-    seed: int = 0,
-    level: float = 0.95,
-) -> Score:
-    """Convenience: per-row `values` (n x k) summed per cluster, `statistic` of the totals (default: the
-    mean of a single column, NaNs dropped). Returns the point estimate with a percentile CI."""
-    if statistic is None:
-        stat = mean_statistic(keys, values)
-    else:
-        clusters, s = cluster_sums(keys, values)
-        stat = Statistic.sums(clusters, s, statistic, len(keys))
-    return Bootstrap(stat.clusters, n_boot, seed, level).score(stat)
-
-
-def paired_difference(
-    keys_a: Sequence[Hashable],
-    values_a: np.ndarray,
-    keys_b: Sequence[Hashable],
-    values_b: np.ndarray,
-    n_boot: int = DEFAULT_BOOT,
-    seed: int = 0,
-) -> Score:
-    """mean(a) - mean(b), clustered: a prompt drawn into a resample brings its rows from both sides."""
-    d = difference(mean_statistic(keys_a, values_a), mean_statistic(keys_b, values_b))
-    return Bootstrap(d.clusters, n_boot, seed).score(d)
