@@ -20,7 +20,7 @@ and the per-token variants, where each lp is divided by its own completion token
 
 Reported over pairs (overall and per kind): a_prefers_own, b_prefers_own, switched (shares) and margin (a
 mean, in nats), each also `_per_token`, each a Score with a 95% CI from the clustered bootstrap of
-scoring/stats.py, cluster = pair. A model that ignores the instruction has dB = -dA exactly, so its
+measures/stats.py, cluster = pair. A model that ignores the instruction has dB = -dA exactly, so its
 switched share is 0 and its margin 0 (not 1/4 and not "chance").
 
 Layout: RUN_DIR/likelihood.json (written atomically). RUN_DIR is an `ecliptica run` directory of the same

@@ -372,15 +372,15 @@ def switch_matrix_figure(panels: list[tuple[str, dict]], title: str):
 
 # ------------------------------------------------------------------------------------------ the board
 def board_plots(df: pd.DataFrame, out: Path, methods=None) -> list[Path]:
-    """radar.png, heatmap.png and <suite>_per_type.png of the default (first registered) suite (the last
-    needs the methods) under `out`."""
+    """radar.png, heatmap.png and <suite>_per_type.png of the first registered suite the methods were scored
+    on (ECLIPTICA when present; this one needs the methods) under `out`."""
     from .leaderboard import normalised_gains
 
     out = Path(out)
     written = [save_png(radar_figure(normalised_gains(df)), out / "radar.png"), save_png(heatmap_figure(df), out / "heatmap.png")]
     if methods:
         order = {m: i for i, m in enumerate(df["method"])}
-        main = default_suite().name
+        main = next((s for s in SUITES if any(m.cond(s, "instructed") for m in methods)), default_suite().name)
         series = [
             (m.name, (m.cond(main, "instructed") or {}).get("per_instruction_type") or {})
             for m in sorted(methods, key=lambda m: order.get(m.name, 1 << 30))
