@@ -1,4 +1,4 @@
-"""Hedging and refusal markers (judges/markers/*.txt, scoring.paper.has_hedge / is_refusal).
+"""Hedging and refusal markers (judges/markers/*.txt, measures.paper.has_hedge / is_refusal).
 
 The hedging list must hold every marker of the paper's M2 detector (SPEC.md section 4); each is tested
 in an answer that hedges only with it. Refusal detection ignores quotations and figures of speech that
