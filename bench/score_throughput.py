@@ -114,7 +114,7 @@ def synthetic_response(rng: random.Random, prompt: str, itype: str) -> tuple[str
 
 def write_fake_run(run_dir: Path, rows_per_type: int = 300, seed: int = 0) -> int:
     from ecliptica_bench.data.io import write_json, write_parquet
-    from ecliptica_bench.run import parquet_columns
+    from ecliptica_bench.rundir import parquet_columns
     from ecliptica_bench.suites import get_suite
 
     suite = get_suite("ecliptica")

@@ -43,15 +43,13 @@ from .data.io import dumps, sha256_file, sha256_text
 from .errors import EclipticaError, Problem, ValidationError
 from .lock import run_dir_lock
 from .models import DEFAULT_MODEL, resolve_model
-from .rundir import (  # noqa: F401  (GENERATION_COLUMNS, HASH_COLUMNS, extra_columns, parquet_columns: re-exported)
+from .rundir import (
     GENERATION_COLUMNS,
     GENERATIONS,
-    HASH_COLUMNS,
     MANIFEST,
     Manifest,
     ModelRef,
     extra_columns,
-    parquet_columns,
     read_manifest,
     write_generations,
     write_manifest,

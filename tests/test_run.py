@@ -20,7 +20,8 @@ from ecliptica_bench import run as run_mod
 from ecliptica_bench.backends import GenResult
 from ecliptica_bench.backends.base import Backend, model_fingerprint
 from ecliptica_bench.errors import EclipticaError, ValidationError
-from ecliptica_bench.run import GENERATION_COLUMNS, RunOptions, load_cases, run, validate_run_dir
+from ecliptica_bench.run import RunOptions, load_cases, run, validate_run_dir
+from ecliptica_bench.rundir import GENERATION_COLUMNS
 from ecliptica_bench.store import RunStore
 from ecliptica_bench.suites import get_suite
 

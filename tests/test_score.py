@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from ecliptica_bench.cli import cli
 from ecliptica_bench.data.io import write_json, write_parquet
 from ecliptica_bench.errors import EclipticaError
-from ecliptica_bench.run import parquet_columns
+from ecliptica_bench.rundir import parquet_columns
 from ecliptica_bench.scoring.embed import Embedder
 from ecliptica_bench.scoring.score import SCORE_COLUMNS, score_run
 from ecliptica_bench.suites import get_suite

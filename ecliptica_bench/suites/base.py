@@ -149,7 +149,7 @@ class Suite:
 
     def judges_dir(self) -> Path:
         """Where this suite's judge templates live (judges/ of its data root)."""
-        return (self.data_root / "judges") if self.data_root else paths.judges_dir()
+        return self.root() / "judges"
 
     def judge_template_path(self, name: str | None = None) -> Path:
         """Path of the suite's judge template (or of another template of its, e.g. the contrastive one the
