@@ -361,18 +361,24 @@ def write_generations(run_dir: Path, rows: list[GenerationRow]) -> str:
     return sha256_file(path)
 
 
+def _read_parquet(path: Path, missing: str, fix: str):
+    """A run directory's parquet file as a DataFrame, or the module's one error (missing / unreadable + what to do)."""
+    import pandas as pd
+
+    if not path.exists():
+        raise _error(path, None, missing)
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise _error(path, None, f"unreadable parquet ({exc}); {fix}") from exc
+
+
 def read_generations(run_dir: Path):
     """generations.parquet as a DataFrame, checked (columns, conditions, suites, one row per case and condition)."""
-    import pandas as pd
 
     run_dir = Path(run_dir)
     path = run_dir / GENERATIONS
-    if not path.exists():
-        raise _error(path, None, f"not found (is {run_dir} a run directory from `ecliptica run`?)")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise _error(path, None, f"unreadable parquet ({exc}); {RERUN}") from exc
+    df = _read_parquet(path, f"not found (is {run_dir} a run directory from `ecliptica run`?)", RERUN)
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise _error(path, None, f"missing column(s) {', '.join(missing)}; {RERUN}")
@@ -393,16 +399,10 @@ def read_generations(run_dir: Path):
 
 def read_scores(run_dir: Path):
     """scores.parquet (generations + score columns) as a DataFrame."""
-    import pandas as pd
 
     run_dir = Path(run_dir)
     path = run_dir / SCORES
-    if not path.is_file():
-        raise _error(path, None, f"not found (run `ecliptica score {run_dir}` first)")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:
-        raise _error(path, None, f"unreadable parquet ({exc}); {RESCORE.format(run_dir=run_dir)}") from exc
+    df = _read_parquet(path, f"not found (run `ecliptica score {run_dir}` first)", RESCORE.format(run_dir=run_dir))
     if "response" in df.columns:
         df["response"] = df["response"].fillna("").astype(str)
     return df
