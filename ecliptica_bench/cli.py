@@ -3,6 +3,7 @@ are imported lazily so `ecliptica --help` stays fast."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import traceback
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 
 from .errors import EclipticaError
+from .models import DEFAULT_MODEL
 
 
 class EclipticaGroup(click.Group):
@@ -36,12 +38,226 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+# ------------------------------------------------------------------------------------- shared options
+# Every option used by several commands is declared here, once, and applied with these decorators.
+# Names: --output-dir for a folder, --output for a file; the old --out keeps working as a hidden alias
+# (one release).
+
+
+def options(*decorators):
+    """Several click decorators as one (applied in the order listed, as if stacked)."""
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def _renamed(flag: str, dest: str, default, required: bool, short: str | None, kind, help: str):
+    """`flag` (e.g. --output-dir) into `dest`, plus the old --out as a hidden alias into the same place."""
+
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kw):
+            old = kw.pop(f"{dest}_old_out")
+            given = click.get_current_context().get_parameter_source(dest) != click.core.ParameterSource.DEFAULT
+            if old is not None:
+                if given and Path(kw[dest]) != Path(old):
+                    raise click.UsageError(f"--out is the old name of {flag}: give only {flag}")
+                kw[dest] = old
+            if kw[dest] is None and required:
+                raise click.UsageError(f"Missing option '{flag}'.")
+            return f(*args, **kw)
+
+        wrapper = click.option("--out", f"{dest}_old_out", type=kind, default=None, hidden=True)(wrapper)
+        names = [short, flag] if short else [flag]
+        return click.option(*names, dest, type=kind, default=default, show_default=default is not None, help=help)(wrapper)
+
+    return deco
+
+
+def output_dir_option(default: Path | None = None, help: str = "Output folder.", required: bool = False, dest: str = "out"):
+    """--output-dir: a folder (the old --out still works, hidden)."""
+    return _renamed("--output-dir", dest, default, required, None, click.Path(path_type=Path, file_okay=False), help)
+
+
+def output_option(default: Path | None = None, help: str = "Output file.", dest: str = "out", short: str | None = None):
+    """--output: a file (the old --out still works, hidden)."""
+    return _renamed("--output", dest, default, False, short, click.Path(path_type=Path, dir_okay=False), help)
+
+
+def model_option(help: str = "Model folder, hub id or alias (smollm2-135m = the embedded model).", **kw):
+    return click.option("--model", default=DEFAULT_MODEL, show_default=True, help=help, **kw)
+
+
+def adapter_option(help: str = "LoRA adapter folder (hf, vllm).", **kw):
+    return click.option("--adapter", default=None, help=help, **kw)
+
+
+WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def dtype_option(choices=WEIGHT_DTYPES, help: str = "Weights precision (hf, vllm); part of the cache key."):
+    return click.option("--dtype", type=click.Choice(list(choices)), default="auto", show_default=True, help=help)
+
+
+def wait_option(what: str = "the run directory"):
+    return click.option("--wait", is_flag=True, help=f"If another command is writing {what}, wait for it (default: exit 2).")
+
+
+def dry_run_option(what: str):
+    return click.option(
+        "--dry-run",
+        is_flag=True,
+        help=f"Print the cases, requests and estimated tokens {what} would use, and stop: no model is loaded, "
+        "nothing is sent or written.",
+    )
+
+
+def seed_option(default: int, help: str, name: str = "--seed", dest: str = "seed"):
+    return click.option(name, dest, type=int, default=default, show_default=True, help=help)
+
+
+def suites_option(default: str | None = "all"):
+    return click.option("--suites", default=default, show_default=default is not None, help="Comma list of suites, or 'all'.")
+
+
+def limit_option(help: str = "At most N cases per suite, in dataset order (whole prompts first)."):
+    return click.option("--limit", type=click.IntRange(min=1), default=None, help=help)
+
+
+def bootstrap_option(default: int = 10000, help: str = "Bootstrap resamples (0 = no CIs)."):
+    return click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=default, show_default=True, help=help)
+
+
+# what the model under test runs on: `run` and `eval`
+model_options = options(
+    model_option(help="Model folder, hub id or alias (smollm2-135m = the embedded model); the served name for openai."),
+    adapter_option(),
+    click.option(
+        "--backend",
+        type=click.Choice(["auto", "vllm", "hf", "openai"]),
+        default="auto",
+        show_default=True,
+        help="auto = vllm if installed, else hf.",
+    ),
+    dtype_option(
+        help="Weights precision (hf, vllm); part of the cache key. auto: hf = the config's dtype (fp32 for the "
+        "embedded model), vllm = bfloat16 on CPU, vLLM's choice on a GPU."
+    ),
+    click.option(
+        "--model-args",
+        default=None,
+        metavar="K=V,...",
+        help="Engine arguments, as lm-eval's --model_args (values typed: int, float, true/false, None, text): to "
+        "vLLM's LLM(...) (e.g. max_model_len=4096,gpu_memory_utilization=0.85,quantization=fp8) or transformers' "
+        "from_pretrained(...) (e.g. attn_implementation=sdpa). Recorded in the manifest; those that can change "
+        "outputs (all but memory/scheduling ones such as gpu_memory_utilization, enforce_eager, swap_space) are "
+        "part of the run id and the cache key.",
+    ),
+    click.option(
+        "--base-url",
+        multiple=True,
+        help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai). Give it several times for replicas "
+        "of one model: requests are spread over them, and a server that goes down hands its requests to the others.",
+    ),
+    click.option(
+        "--api-key-env",
+        default=None,
+        help="Name of the environment variable holding the server's API key (openai; it must be set). Default: "
+        "OPENAI_API_KEY when set, else no key (local servers). The key is never stored.",
+    ),
+    click.option("--no-api-key", is_flag=True, help="Send no API key to the server (openai), even when OPENAI_API_KEY is set."),
+    click.option(
+        "--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Requests in flight per server (openai)."
+    ),
+    click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm."),
+    click.option("--data-parallel-size", type=int, default=1, show_default=True, help="vllm."),
+    click.option(
+        "--distributed-executor-backend",
+        type=click.Choice(["mp", "ray"]),
+        default=None,
+        help="vllm: how its workers run. mp = processes on this node (one node, several GPUs); ray = a Ray "
+        "cluster (several nodes). Default: vLLM's choice (one GPU needs none).",
+    ),
+)
+
+# which cases, and how they are sampled: `run` and `eval`
+generation_options = options(
+    suites_option(),
+    limit_option(),
+    click.option(
+        "--condition",
+        type=click.Choice(["instructed", "uninstructed", "both"]),
+        default="both",
+        show_default=True,
+        help="uninstructed = the same user prompt with no alignment instruction.",
+    ),
+    seed_option(42, "Sampling seed."),
+    click.option("--temperature", type=float, default=0.7, show_default=True, help="0 = greedy."),
+    click.option("--top-p", "top_p", type=float, default=0.9, show_default=True),
+    click.option("--max-new-tokens", type=int, default=None, help="Default: each suite's paper budget (150-512)."),
+    click.option("--batch-size", type=int, default=None, help="Requests per batch (default: the backend's)."),
+    click.option(
+        "--data",
+        type=click.Path(path_type=Path, exists=True, file_okay=False),
+        default=None,
+        help="A built dataset (build-dataset); default: the bundled banks built in memory, seed 42.",
+    ),
+    click.option("--run-id", default=None, help="Run directory name (default: the model and a hash of the resolved config)."),
+)
+
+JUDGE_SPEC = "URL,MODEL[,KEY_ENV[,NAME]]"
+
+# the LLM judge panel: `score`, `eval`, `judge-eval`
+judge_options = options(
+    click.option(
+        "--judge",
+        "judge_specs",
+        multiple=True,
+        metavar=JUDGE_SPEC,
+        help="An OpenAI-compatible LLM judge (repeatable: a panel; the reported verdict is the strict majority). "
+        "KEY_ENV names the variable holding its API key (default: OPENAI_API_KEY when set, else none; 'none': send "
+        "no key); NAME tells two judges on one model apart.",
+    ),
+    click.option(
+        "--judge-concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="Judge requests in flight."
+    ),
+    click.option("--judge-timeout", type=float, default=60.0, show_default=True, help="Seconds per judge request."),
+)
+
+# the older one-judge spelling of --judge (score and eval)
+judge_url_options = options(
+    click.option("--judge-base-url", default=None, help="OpenAI-compatible endpoint of an LLM judge (or use --judge)."),
+    click.option("--judge-model", default=None, help="Judge model name (required with --judge-base-url)."),
+    click.option(
+        "--judge-api-key-env",
+        default=None,
+        help="Name of the environment variable holding the judge's API key (default: OPENAI_API_KEY when set; "
+        "'none': no key); the key is never stored.",
+    ),
+)
+
+
+def scoring_options(seed_flag: str):
+    """How a run is scored: `score` (bootstrap seed --seed) and `eval` (--score-seed, beside the sampling --seed)."""
+    return options(
+        click.option(
+            "--embedder", default=None, help="Sentence-embedding model folder (default: the embedded all-MiniLM-L6-v2)."
+        ),
+        bootstrap_option(),
+        seed_option(0, "Bootstrap and classifier seed.", name=seed_flag, dest="score_seed"),
+    )
+
+
 # ---------------------------------------------------------------------------------------------- build
 @cli.command("build-dataset")
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
-@click.option("--seed", type=int, default=42, show_default=True)
+@output_dir_option(help="Output folder.", required=True)
+@seed_option(42, "Dataset seed (sampling of prompts and instructions).")
 @click.option("--format", "formats", default="parquet,jsonl", show_default=True, help="Comma list: parquet, jsonl.")
-@click.option("--suites", default="all", show_default=True, help="Comma list of suites, or 'all'.")
+@suites_option()
 @click.option(
     "--source",
     type=click.Choice(["bundled", "hub"]),
@@ -57,7 +273,7 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--from-hub", "from_hub", default=None, help="Load a published ECLIPTICA set by repo id instead.")
 def build_dataset_cmd(out, seed, formats, suites, source, data_dir, from_hub):
-    """Build the benchmark suites into OUT (parquet + jsonl, card, manifest)."""
+    """Build the benchmark suites into OUTPUT_DIR (parquet + jsonl, card, manifest)."""
     if data_dir is not None and source != "hub":
         raise EclipticaError("--data-dir holds local copies of the hub files: use it with --source hub")
     if from_hub:
@@ -105,7 +321,7 @@ def push_cmd(directory, repo_id, private, revision, dry_run):
 
 
 @cli.command("demo")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
+@output_dir_option(Path("demo"), "Everything the demo makes goes here.")
 @click.option("--quick", is_flag=True, help="The base model only (no training): build, run, score, leaderboard, report.")
 @click.option(
     "--limit",
@@ -125,7 +341,7 @@ def push_cmd(directory, repo_id, private, revision, dry_run):
     default=None,
     help="Optimizer steps per adapter (default: the demo's; fewer is faster and moves the models less).",
 )
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True)
+@bootstrap_option(1000)
 def demo_cmd(out, quick, limit, max_new_tokens, train_steps, n_boot):
     """The main job on the embedded model: train DPO and CITA adapters on the bundled switch pairs, run base,
     DPO and CITA on the five suites (held-out prompts), score, and rank them side by side."""
@@ -143,80 +359,34 @@ def demo_cmd(out, quick, limit, max_new_tokens, train_steps, n_boot):
 
 
 # ------------------------------------------------------------------------------------------------ run
-@cli.command("run")
-@click.option(
-    "--model",
-    default="smollm2-135m",
-    show_default=True,
-    help="Model folder, hub id or alias (smollm2-135m = the embedded model); the served name for openai.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "vllm", "hf", "openai"]),
-    default="auto",
-    show_default=True,
-    help="auto = vllm if installed, else hf.",
-)
-@click.option("--suites", default="all", show_default=True, help="Comma list of suites, or 'all'.")
-@click.option("--limit", type=int, default=None, help="At most N cases per suite, in dataset order (whole prompts first).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Runs go to OUT/<run_id>/.")
-@click.option(
-    "--condition",
-    type=click.Choice(["instructed", "uninstructed", "both"]),
-    default="both",
-    show_default=True,
-    help="uninstructed = the same user prompt with no alignment instruction.",
-)
-@click.option("--seed", type=int, default=42, show_default=True, help="Sampling seed.")
-@click.option("--temperature", type=float, default=0.7, show_default=True, help="0 = greedy.")
-@click.option("--top-p", "top_p", type=float, default=0.9, show_default=True)
-@click.option("--max-new-tokens", type=int, default=None, help="Default: each suite's paper budget (150-512).")
-@click.option("--batch-size", type=int, default=None, help="Requests per batch (default: the backend's).")
-@click.option("--adapter", default=None, help="LoRA adapter folder (hf, vllm).")
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    default="auto",
-    show_default=True,
-    help="Weights precision (hf, vllm); part of the cache key. auto: hf = the "
-    "config's dtype (fp32 for the embedded model), vllm = bfloat16 on CPU, vLLM's choice on a GPU.",
-)
-@click.option(
-    "--base-url",
-    multiple=True,
-    help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (openai). "
-    "Give it several times for replicas of one model: requests are spread over them, and a server "
-    "that goes down hands its requests to the others.",
-)
-@click.option(
-    "--api-key-env",
-    default=None,
-    help="Name of the environment variable holding the API key (openai; e.g. OPENAI_API_KEY; default: no key, "
-    "for local servers); it must be set; the key is never stored.",
-)
-@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight per server (openai).")
-@click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm.")
-@click.option("--data-parallel-size", type=int, default=1, show_default=True, help="vllm.")
-@click.option(
-    "--distributed-executor-backend",
-    type=click.Choice(["mp", "ray"]),
-    default=None,
-    help="vllm: how its workers run. mp = processes on this node (one node, several GPUs); ray = a Ray "
-    "cluster (several nodes). Default: vLLM's choice (one GPU needs none).",
-)
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    default=None,
-    help="A built dataset (build-dataset); default: the bundled banks built in memory, seed 42.",
-)
-@click.option("--run-id", default=None, help="Run directory name (default: a hash of the resolved config).")
-@click.option("--wait", is_flag=True, help="If another command is writing the run directory, wait for it (default: exit 2).")
-def run_cmd(**kw):
-    """Generate responses for every case (and condition) into OUT/<run_id>/; reruns fill in only what is missing."""
-    from .run import RunOptions, format_summary, run
+RUNS = Path("runs")
 
-    summary = run(RunOptions(**kw, cli_args=sys.argv[1:]))
+
+def run_options(kw: dict):
+    """The run's RunOptions from the command's parameters (`run` and `eval`)."""
+    from dataclasses import fields
+
+    from .run import RunOptions
+
+    names = {f.name for f in fields(RunOptions)}
+    return RunOptions(**{k: v for k, v in kw.items() if k in names}, cli_args=sys.argv[1:])
+
+
+@cli.command("run")
+@model_options
+@generation_options
+@output_dir_option(RUNS, "Runs go to OUTPUT_DIR/<run_id>/.")
+@wait_option()
+@dry_run_option("the run")
+def run_cmd(dry_run, **kw):
+    """Generate responses for every case (and condition) into OUTPUT_DIR/<run_id>/; reruns fill in only what is missing."""
+    from .run import estimate, format_estimate, format_summary, run
+
+    opts = run_options(kw)
+    if dry_run:
+        click.echo(format_estimate(estimate(opts)))
+        return
+    summary = run(opts)
     click.echo(format_summary(summary))
     if summary["unresolved"]:
         sys.exit(1)
@@ -224,7 +394,7 @@ def run_cmd(**kw):
 
 # ---------------------------------------------------------------------------------------------- train
 @cli.command("build-prefs")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@output_dir_option(help="Output folder.", required=True)
 @click.option(
     "--source",
     default="bundled",
@@ -266,14 +436,28 @@ def build_prefs_cmd(out, source, seed, heldout, hub_file, max_pairs, drop_eval_o
 
 @cli.command("train")
 @click.option("--method", type=click.Choice(["cita", "dpo", "sft"]), default="cita", show_default=True)
-@click.option("--model", default="smollm2-135m", show_default=True, help="HF model folder, hub id or alias.")
+@model_option(help="HF model folder, hub id or alias.")
 @click.option(
     "--data",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     required=True,
     help="A preference set from `ecliptica build-prefs`.",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory (required unless --eval-only).")
+@click.option(
+    "--output-dir",
+    "out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder (required unless --eval-only).",
+)
+@click.option(
+    "--output",
+    "eval_output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="With --eval-only: also write the JSON here.",
+)
+@click.option("--out", "old_out", type=click.Path(path_type=Path), default=None, hidden=True)
 @click.option("--lora-r", type=int, default=16, show_default=True)
 @click.option("--lora-alpha", type=int, default=16, show_default=True)
 @click.option(
@@ -304,7 +488,7 @@ def build_prefs_cmd(out, source, seed, heldout, hub_file, max_pairs, drop_eval_o
     help="Micro-batches per optimizer step (gradient accumulation): a step sees batch-size x processes x grad-accum pairs.",
 )
 @click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per prompt+completion.")
-@click.option("--seed", type=int, default=3407, show_default=True)
+@seed_option(3407, "Training seed.")
 @click.option(
     "--prompt-format",
     type=click.Choice(["chat", "block"]),
@@ -312,18 +496,14 @@ def build_prefs_cmd(out, source, seed, heldout, hub_file, max_pairs, drop_eval_o
     show_default=True,
     help="chat: system=instruction, user=prompt (as evaluated); block: the paper's ### Alignment Instruction block.",
 )
-@click.option("--merge", is_flag=True, help="Also save the adapter merged into a full model (OUT/merged).")
+@click.option("--merge", is_flag=True, help="Also save the adapter merged into a full model (OUTPUT_DIR/merged).")
 @click.option("--save-steps", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = none).")
-@click.option("--resume", is_flag=True, help="Continue the run in OUT from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in OUTPUT_DIR from its last checkpoint.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for memory.")
-@click.option(
-    "--dtype",
-    "dtype",
-    type=click.Choice(["auto", "float32", "bfloat16"]),
-    default="auto",
-    show_default=True,
+@dtype_option(
+    ("auto", "float32", "bfloat16"),
     help="bfloat16: bf16 autocast; auto: bf16 where the GPU/CPU has native bf16 (AVX512-BF16/AMX), else "
-    "float32. The choice is recorded in OUT/train_config.json and summary.json.",
+    "float32. The choice is recorded in OUTPUT_DIR/train_config.json and summary.json.",
 )
 @click.option(
     "--pack/--no-pack",
@@ -332,7 +512,9 @@ def build_prefs_cmd(out, source, seed, heldout, hub_file, max_pairs, drop_eval_o
     help="Run each batch padding-free, the chosen and rejected rows of a pair sharing their prompt (same "
     "results, fewer tokens through the model).",
 )
-@click.option("--eval-heldout", is_flag=True, help="Held-out preference accuracy before and after training (OUT/pref_eval.json).")
+@click.option(
+    "--eval-heldout", is_flag=True, help="Held-out preference accuracy before and after training (OUTPUT_DIR/pref_eval.json)."
+)
 @click.option("--eval-only", is_flag=True, help="Only measure preference accuracy of --model (+ --adapter) on --split.")
 @click.option(
     "--adapter",
@@ -347,6 +529,12 @@ def train_cmd(**kw):
 
     from .train.trainer import TrainConfig, evaluate_preferences, train
 
+    old_out, eval_output = kw.pop("old_out"), kw.pop("eval_output")
+    if old_out is not None:  # the old --out: the folder when training, the JSON file with --eval-only
+        if kw["eval_only"]:
+            eval_output = eval_output or old_out
+        else:
+            kw["out"] = kw["out"] or old_out
     if kw.pop("eval_only"):
         rep = evaluate_preferences(
             kw["model"],
@@ -358,14 +546,14 @@ def train_cmd(**kw):
             prompt_format=kw["prompt_format"],
         )
         text = _json.dumps(rep, indent=2)
-        if kw["out"]:
+        if eval_output:
             from .data.io import atomic_write_text
 
-            atomic_write_text(Path(kw["out"]), text + "\n")
+            atomic_write_text(Path(eval_output), text + "\n")
         click.echo(text)
         return
     if kw["out"] is None:
-        raise click.UsageError("--out is required for training")
+        raise click.UsageError("--output-dir is required for training")
     if kw["adapter"] is not None:
         raise click.UsageError("--adapter is for --eval-only (training always starts a new adapter)")
     for k in ("adapter", "split"):
@@ -397,8 +585,8 @@ def train_cmd(**kw):
 
 
 @cli.command("likelihood")
-@click.option("--model", default="smollm2-135m", show_default=True, help="HF model folder, hub id or alias.")
-@click.option("--adapter", default=None, help="LoRA adapter folder (or an `ecliptica train --out` folder).")
+@model_option(help="HF model folder, hub id or alias.")
+@adapter_option(help="LoRA adapter folder (or an `ecliptica train --output-dir` folder).")
 @click.option(
     "--prefs",
     default="bundled",
@@ -406,30 +594,21 @@ def train_cmd(**kw):
     help="A preference set from `ecliptica build-prefs` (its heldout split), or bundled: the bundled "
     "switch pairs split as build-prefs does by default.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
+@output_dir_option(
     help="Run directory for likelihood.json: an `ecliptica run` directory of the same model, or a new one "
-    "(default: runs/<model>-<hash>).",
+    "(default: runs/<model>-<hash>)."
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    default="auto",
-    show_default=True,
-    help="Weights precision, as `ecliptica run --backend hf` (auto: the config's).",
-)
+@dtype_option(help="Weights precision, as `ecliptica run --backend hf` (auto: the config's).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Rows per forward pass.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=10000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@bootstrap_option()
+@seed_option(0, "Bootstrap seed.")
 def likelihood_cmd(model, adapter, prefs, out, dtype, batch_size, n_boot, seed):
     """Sampling-free switching: does each instruction of a held-out switch pair make its own response more
     likely than the other one (teacher-forced log-likelihoods, no generation)? Writes RUN_DIR/likelihood.json."""
     from .likelihood import evaluate_likelihood, format_likelihood, write_likelihood
 
     if prefs != "bundled" and not Path(prefs).is_dir():
-        raise EclipticaError(f"--prefs {prefs}: not a directory (a build-prefs --out folder) nor 'bundled'")
+        raise EclipticaError(f"--prefs {prefs}: not a directory (a build-prefs --output-dir folder) nor 'bundled'")
     res = evaluate_likelihood(model, adapter, prefs, dtype=dtype, batch_size=batch_size, n_boot=n_boot, seed=seed)
     path = write_likelihood(res, out)
     click.echo(format_likelihood(res))
@@ -439,15 +618,7 @@ def likelihood_cmd(model, adapter, prefs, out, dtype, batch_size, n_boot, seed):
 # --------------------------------------------------------------------------------------------- report
 @cli.command("leaderboard")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    "csv",
-    type=click.Path(path_type=Path),
-    default=Path("results/leaderboard.csv"),
-    show_default=True,
-    help="Leaderboard CSV (columns: results/SCHEMA.md).",
-)
+@output_option(Path("results/leaderboard.csv"), "Leaderboard CSV (columns: results/SCHEMA.md).", dest="csv", short="-o")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write a markdown table here.")
 @click.option(
     "--plots",
@@ -508,66 +679,116 @@ def _judge_spec(spec: str, concurrency: int, timeout: float):
 
     parts = [p.strip() for p in spec.split(",")]
     if len(parts) < 2 or len(parts) > 4 or not parts[0] or not parts[1]:
-        raise click.BadParameter(f"{spec!r}: expected URL,MODEL[,KEY_ENV[,NAME]]", param_hint="--judge")
+        raise click.BadParameter(f"{spec!r}: expected {JUDGE_SPEC}", param_hint="--judge")
     parts += [""] * (4 - len(parts))
-    return JudgeConfig(parts[0], parts[1], parts[2] or None, concurrency=concurrency, timeout_s=timeout, name=parts[3] or None)
+    return JudgeConfig(
+        parts[0],
+        parts[1],
+        parts[2] or None,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        name=parts[3] or None,
+        key_flag=f"KEY_ENV in --judge {JUDGE_SPEC}",
+    )
+
+
+def judges_from(kw: dict) -> list:
+    """The judge panel from judge_options (+ judge_url_options), popped from the command's parameters."""
+    from .scoring.judge import JudgeConfig
+
+    concurrency, timeout = kw.pop("judge_concurrency"), kw.pop("judge_timeout")
+    base_url, model, key_env = kw.pop("judge_base_url", None), kw.pop("judge_model", None), kw.pop("judge_api_key_env", None)
+    judges = []
+    if base_url or model:
+        if not (base_url and model):
+            raise click.UsageError("--judge-base-url and --judge-model go together")
+        judges.append(JudgeConfig(base_url, model, key_env, concurrency=concurrency, timeout_s=timeout))
+    return judges + [_judge_spec(s, concurrency, timeout) for s in kw.pop("judge_specs")]
+
+
+def judging_estimate(run_dir: Path, judges) -> str:
+    """score --dry-run: the judge requests RUN_DIR's generations still need."""
+    from .evaluate import estimate_judging, format_judging
+    from .rundir import read_generations
+    from .store import RunStore
+
+    df = read_generations(run_dir)
+    rows = {s: g.to_dict("records") for s, g in df.groupby("suite", sort=False)}
+    with RunStore(run_dir) as store:
+        est = estimate_judging(rows, judges, store)
+    return f"dry run: scoring {run_dir} ({len(df)} rows; nothing judged, nothing written)\n" + format_judging(est)
 
 
 @cli.command("score")
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--judge-base-url", default=None, help="OpenAI-compatible endpoint of an LLM judge (optional).")
-@click.option("--judge-model", default=None, help="Judge model name (required with --judge-base-url).")
-@click.option(
-    "--judge-api-key-env",
-    default=None,
-    help="Name of the environment variable holding the judge's API key; the key is never stored.",
-)
-@click.option("--judge-concurrency", type=int, default=16, show_default=True, help="Judge requests in flight.")
-@click.option("--judge-timeout", type=float, default=60.0, show_default=True, help="Seconds per judge request.")
-@click.option(
-    "--judge",
-    "judge_specs",
-    multiple=True,
-    metavar="URL,MODEL[,KEY_ENV[,NAME]]",
-    help="A judge of the panel (repeatable; the reported verdict is the strict majority). KEY_ENV names "
-    "the variable holding its API key (empty: none); NAME tells two judges on one model apart.",
-)
-@click.option("--embedder", default=None, help="Sentence-embedding model folder (default: the embedded all-MiniLM-L6-v2).")
-@click.option("--bootstrap", "n_boot", type=int, default=10000, show_default=True, help="Bootstrap resamples (0 = no CIs).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap and classifier seed.")
-@click.option("--wait", is_flag=True, help="If another command is writing RUN_DIR, wait for it (default: exit 2).")
-def score_cmd(
-    run_dir,
-    judge_base_url,
-    judge_model,
-    judge_api_key_env,
-    judge_concurrency,
-    judge_timeout,
-    judge_specs,
-    embedder,
-    n_boot,
-    seed,
-    wait,
-):
+@judge_options
+@judge_url_options
+@scoring_options("--seed")
+@wait_option("RUN_DIR")
+@dry_run_option("judging")
+def score_cmd(run_dir, embedder, n_boot, score_seed, wait, dry_run, **kw):
     """Score a run: RUN_DIR/scores.parquet (per case) and RUN_DIR/metrics.json (per suite, with CIs)."""
-    from .scoring.judge import JudgeConfig
+    from .lock import run_dir_lock
     from .scoring.score import score_run, summary_table
 
-    judge = None
-    if judge_base_url or judge_model:
-        if not (judge_base_url and judge_model):
-            raise click.UsageError("--judge-base-url and --judge-model go together")
-        judge = JudgeConfig(
-            judge_base_url, judge_model, judge_api_key_env, concurrency=judge_concurrency, timeout_s=judge_timeout
-        )
-    if judge_specs:
-        judge = ([judge] if judge else []) + [_judge_spec(s, judge_concurrency, judge_timeout) for s in judge_specs]
-    from .lock import run_dir_lock
-
+    judges = judges_from(kw)
+    if dry_run:
+        click.echo(judging_estimate(run_dir, judges))
+        return
     with run_dir_lock(run_dir, wait=wait):
-        metrics = score_run(run_dir, judge=judge, embedder=embedder, n_boot=n_boot, seed=seed)
+        metrics = score_run(run_dir, judge=judges or None, embedder=embedder, n_boot=n_boot, seed=score_seed)
     click.echo(summary_table(metrics))
     click.echo(f"wrote {run_dir / 'scores.parquet'} and {run_dir / 'metrics.json'}")
+
+
+# --------------------------------------------------------------------------------------------- eval
+@cli.command("eval")
+@model_options
+@generation_options
+@judge_options
+@judge_url_options
+@scoring_options("--score-seed")
+@click.option(
+    "--samples", type=click.IntRange(min=0), default=3, show_default=True, help="Report: sample cases per suite and type."
+)
+@output_dir_option(RUNS, "Runs go to OUTPUT_DIR/<run_id>/; the board to OUTPUT_DIR/leaderboard.csv and .md.")
+@wait_option()
+@dry_run_option("the run and its judging")
+def eval_cmd(dry_run, embedder, n_boot, score_seed, samples, **kw):
+    """Run, score and report a model, and put its row on OUTPUT_DIR's leaderboard: `run`, `score`, `report`
+    and `leaderboard` in one command. Resumable: run it again and it generates and judges only what is missing."""
+    from .evaluate import eval_table, evaluate
+
+    judges = judges_from(kw)
+    opts = run_options(kw)
+    if dry_run:
+        from .evaluate import estimate_judging, format_judging
+        from .run import estimate, format_estimate
+
+        e = estimate(opts)
+        click.echo(format_estimate(e))
+        rows = {s: [{**p.case, "condition": p.condition, "response": ""} for p in items] for s, items in e["planned"].items()}
+        budgets = {s: p.max_new_tokens for s, p in e["params"].items()}
+        click.echo(format_judging(estimate_judging(rows, judges, response_tokens=budgets), note=", responses at max_new_tokens"))
+        return
+    from .run import format_summary
+
+    res = evaluate(opts, judges, embedder=embedder, n_boot=n_boot, score_seed=score_seed, samples=samples)
+    click.echo(format_summary(res["summary"]))
+    if res["metrics"] is None:
+        click.echo("not scored: some generations failed; run the same command again to retry them", err=True)
+        sys.exit(1)
+    click.echo("")
+    click.echo(eval_table(res["metrics"]))
+    row = res["row"]
+    if row is not None:
+        iae = row["iae_paper"]
+        click.echo(
+            f"board: rank {row['rank']} of the runs in {opts.out}"
+            + ("" if iae != iae else f", IAE {iae:.1f} over {row['iae_suites'].replace(';', ', ')}")
+        )
+    click.echo(f"report: {res['report']}")
+    click.echo(f"leaderboard: {' and '.join(str(p) for p in res['board'])}")
 
 
 @cli.command("judge-eval")
@@ -577,28 +798,14 @@ def score_cmd(
     default=None,
     help="Folder of gold *.yaml files (default: the bundled judges/gold).",
 )
-@click.option(
-    "--judge",
-    "judges",
-    multiple=True,
-    metavar="URL,MODEL[,KEY_ENV[,NAME]]",
-    help="An OpenAI-compatible LLM judge (repeatable; several form a panel), as for `ecliptica score`.",
-)
-@click.option("--judge-concurrency", type=int, default=16, show_default=True, help="Judge requests in flight.")
-@click.option("--judge-timeout", type=float, default=60.0, show_default=True, help="Seconds per judge request.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="First N gold entries per suite (default: all).")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("judge_eval.json"),
-    show_default=True,
-    help="JSON output; the markdown table is written beside it (.md).",
-)
-def judge_eval_cmd(gold, judges, judge_concurrency, judge_timeout, limit, out):
+@judge_options
+@limit_option("First N gold entries per suite (default: all).")
+@output_option(Path("judge_eval.json"), "JSON output; the markdown table is written beside it (.md).")
+def judge_eval_cmd(gold, limit, out, **kw):
     """Accuracy, Cohen's kappa and confusion tables of every detector (and judge) against the gold labels."""
     from .scoring.gold import judge_eval, markdown_table, write_report
 
-    configs = [_judge_spec(s, judge_concurrency, judge_timeout) for s in judges]
+    configs = judges_from(kw)
     report = judge_eval(gold, judges=configs, limit=limit)
     click.echo(markdown_table(report))
     json_path, md_path = write_report(report, out)
@@ -608,11 +815,9 @@ def judge_eval_cmd(gold, judges, judge_concurrency, judge_timeout, limit, out):
 @cli.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.argument("run_b", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="JSON output (default: RUN_A/compare/<run B id>.json)."
-)
-@click.option("--bootstrap", "n_boot", type=int, default=10000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@output_option(help="JSON output (default: RUN_A/compare/<run B id>.json).")
+@bootstrap_option()
+@seed_option(0, "Bootstrap seed.")
 def compare_cmd(run_a, run_b, out, n_boot, seed):
     """Paired differences A - B per suite on the cases both scored runs share (bootstrap clustered by prompt)."""
     from .scoring.compare import compare_runs, format_compare, write_compare
@@ -682,13 +887,7 @@ def iae_cmd(gains, json_out):
 # ------------------------------------------------------------------------------------------- lm-eval
 @cli.command("export-lm-eval")
 @click.argument("data_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("lm_eval_tasks"),
-    show_default=True,
-    help="Folder for the task YAMLs (pass it to lm-eval as --include_path).",
-)
+@output_dir_option(Path("lm_eval_tasks"), "Folder for the task YAMLs (pass it to lm-eval as --include_path).")
 @click.option("--max-new-tokens", type=int, default=None, help="max_gen_toks for every task (default: each suite's).")
 @click.option("--suites", default=None, help="Comma list of suites to export (default: all in DATA_DIR).")
 def export_lm_eval_cmd(data_dir, out, max_new_tokens, suites):
@@ -706,7 +905,7 @@ def export_lm_eval_cmd(data_dir, out, max_new_tokens, suites):
     click.echo(
         "run, then import:\n  "
         + lm_eval_command(Path(out).resolve())
-        + f"\n  ecliptica import-lm-eval lm_eval_out --data {data_dir} --out runs"
+        + f"\n  ecliptica import-lm-eval lm_eval_out --data {data_dir} --output-dir runs"
     )
 
 
@@ -719,10 +918,10 @@ def export_lm_eval_cmd(data_dir, out, max_new_tokens, suites):
     required=True,
     help="The built dataset the tasks were exported from.",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@output_dir_option(RUNS, "The run goes to OUTPUT_DIR/<run_id>/.")
 @click.option("--model-name", default=None, help="Model name for the run (default: from lm-eval's results file).")
 @click.option("--run-id", default=None, help="Run id (default: model slug + hash of the generations).")
-@click.option("--wait", is_flag=True, help="If another command is writing the run directory, wait for it (default: exit 2).")
+@wait_option()
 def import_lm_eval_cmd(samples_path, data_dir, out, model_name, run_id, wait):
     """Turn lm-eval --log_samples output (a samples_*.jsonl file or its folder) into a run dir for `score`."""
     from .lmeval import import_lm_eval

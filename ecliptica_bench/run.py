@@ -21,7 +21,12 @@ identical, so cases whose rendered prompt is identical share one generation: the
 generation per prompt. The key also holds the dtype the weights run in.
 
 The run_id is a hash of the resolved config (model fingerprint, dtype, backend, suites, limit,
-conditions, sampling params, seed, dataset sha), so repeating a command reuses its directory and generates nothing.
+conditions, sampling params, seed, dataset sha, and the engine arguments of --model-args that can change
+outputs: backends.base.OUTPUT_NEUTRAL_ARGS says which cannot), so repeating a command reuses its directory and
+generates nothing. Those engine arguments are in every generation key too; the manifest records them all.
+
+`estimate` is `--dry-run`: the same cases, rendering and keys, without loading weights or writing anything:
+requests still to send and their prompt tokens (the model's tokenizer; chars/4 where a server renders).
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ class RunOptions:
     adapter: str | None = None
     dtype: str = "auto"  # hf/vllm weights precision; auto: hf = config's, vllm = bf16 on CPU
     base_url: str | list[str] | tuple[str, ...] | None = None  # openai: one server, or several replicas
-    api_key_env: str | None = None  # none: no key (local servers); named: that variable must be set
+    api_key_env: str | None = None  # named: that variable must be set; none: OPENAI_API_KEY when set, else no key
+    no_api_key: bool = False  # openai: send no key even when OPENAI_API_KEY is set
+    model_args: str | dict | None = None  # engine arguments, "k=v,..." (lm-eval's --model_args) or a dict
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     distributed_executor_backend: str | None = None  # vllm: mp | ray (None: vLLM's default)
@@ -150,23 +157,34 @@ def dataset_sha(cases: dict[str, list[dict]]) -> str:
 # ------------------------------------------------------------------------------------------ backend
 def make_backend(opts: RunOptions):
     from .backends import get_backend, resolve_backend_name
+    from .backends.base import parse_model_args
 
     name = resolve_backend_name(opts.backend)
+    model_args = parse_model_args(opts.model_args)
     if name != "openai" and opts.base_url:
         raise EclipticaError(f"--base-url is only for --backend openai (got --backend {opts.backend})")
+    if name != "openai" and (opts.api_key_env or opts.no_api_key):
+        raise EclipticaError(f"--api-key-env/--no-api-key are for --backend openai (got --backend {opts.backend})")
     if name == "openai":
         if opts.adapter:
             raise EclipticaError("--adapter: the openai backend cannot load adapters (serve them on the server)")
         if opts.dtype != "auto":
             raise EclipticaError("--dtype: the openai backend's server decides the dtype (set it when serving)")
+        if model_args:
+            raise EclipticaError("--model-args: the openai backend's server holds the engine (set them when serving)")
         return get_backend(
-            "openai", model=opts.model, base_url=opts.base_url, api_key_env=opts.api_key_env, concurrency=opts.concurrency
+            "openai",
+            model=opts.model,
+            base_url=opts.base_url,
+            api_key_env=opts.api_key_env,
+            concurrency=opts.concurrency,
+            send_api_key=not opts.no_api_key,
         )
     model = resolve_model(opts.model)
     if name == "hf":
         if opts.tensor_parallel_size != 1 or opts.data_parallel_size != 1 or opts.distributed_executor_backend:
             raise EclipticaError("--tensor-parallel-size/--data-parallel-size/--distributed-executor-backend need --backend vllm")
-        return get_backend("hf", model=model, adapter=opts.adapter, dtype=opts.dtype)
+        return get_backend("hf", model=model, adapter=opts.adapter, dtype=opts.dtype, model_args=model_args)
     return get_backend(
         "vllm",
         model=model,
@@ -176,7 +194,17 @@ def make_backend(opts: RunOptions):
         tensor_parallel_size=opts.tensor_parallel_size,
         data_parallel_size=opts.data_parallel_size,
         distributed_executor_backend=opts.distributed_executor_backend,
+        model_args=model_args,
     )
+
+
+def engine_key(backend) -> dict:
+    """What the engine arguments add to a generation key and the run id: their output-changing part
+    (backends.base.output_args), under "model_args", only when there is one (so keys made without any stay)."""
+    from .backends.base import output_args
+
+    args = output_args(getattr(backend, "model_args", None) or {})
+    return {"model_args": args} if args else {}
 
 
 class _OnlyOnce(logging.Filter):
@@ -204,6 +232,7 @@ def plan(backend, cases: dict[str, list[dict]], conditions: list[str], params: d
     chat_log = logging.getLogger("ecliptica_bench.chat")
     once = _OnlyOnce()
     chat_log.addFilter(once)  # "no chat template" is said once, not once per case
+    engine = engine_key(backend)
     try:
         out = {}
         for suite, rows in cases.items():
@@ -220,6 +249,7 @@ def plan(backend, cases: dict[str, list[dict]], conditions: list[str], params: d
                         prompt=r.text,
                         params=p.key_params(),
                         seed=seed,
+                        **engine,
                     )
                     planned.append(Planned(suite, case, cond, key, r, seed))
             out[suite] = planned
@@ -242,6 +272,7 @@ def resolved_config(opts: RunOptions, backend, conditions, cases, params) -> dic
         "params": {s: p.key_params() for s, p in params.items()},
         "seed": opts.seed,
         "dataset_sha256": dataset_sha(cases),
+        **engine_key(backend),
     }
 
 
@@ -404,9 +435,8 @@ def control_sharing(planned: list[Planned], params) -> dict | None:
     return {"rows": len(rows), "generations": unique, "shared": len(rows) - unique, "why": why}
 
 
-def run(opts: RunOptions) -> dict:
-    """Run the benchmark and return the summary (also in manifest.json)."""
-    t0 = time.time()
+def prepare(opts: RunOptions):
+    """Checked options -> (suites, conditions, cases, sampling params per suite); no model is touched."""
     suites = parse_suites(opts.suites)
     conditions = conditions_for(opts.condition)
     if opts.batch_size is not None and opts.batch_size < 1:
@@ -426,7 +456,13 @@ def run(opts: RunOptions) -> dict:
         )
         p.check()
         params[s.name] = p
-    cases = load_cases(suites, opts.data, opts.limit)
+    return suites, conditions, load_cases(suites, opts.data, opts.limit), params
+
+
+def run(opts: RunOptions) -> dict:
+    """Run the benchmark and return the summary (also in manifest.json)."""
+    t0 = time.time()
+    suites, conditions, cases, params = prepare(opts)
     backend = make_backend(opts)
     with contextlib.ExitStack() as hold:
         hold.callback(backend.close)
@@ -537,6 +573,83 @@ def _run(opts, backend, suites, conditions, cases, params, t0, hold: contextlib.
     manifest.outputs = {GENERATIONS: generations_sha}
     write_manifest(run_dir, manifest)
     return summary
+
+
+def token_counter(tokenizer):
+    """(count(texts) -> list of token counts, how): the model's tokenizer when there is one, else chars/4."""
+    if tokenizer is not None:
+        return (
+            lambda texts: [len(t) for t in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        ), "the model's tokenizer"
+    return (lambda texts: [max(1, round(len(t) / 4)) for t in texts]), "chars/4"
+
+
+def estimate(opts: RunOptions) -> dict:
+    """--dry-run: what `run` would send, without loading weights or writing anything. Per suite: cases, rows,
+    unique generations, how many are cached already (in OUT/<run_id>/ when it exists), requests still to send,
+    their prompt tokens and (at most) completion tokens."""
+    suites, conditions, cases, params = prepare(opts)
+    backend = make_backend(opts)  # a local backend reads its tokenizer only; weights load on the first generate
+    try:
+        config = resolved_config(opts, backend, conditions, cases, params)
+        run_id = opts.run_id or make_run_id(opts.model, config)
+        run_dir = Path(opts.out) / run_id
+        planned = plan(backend, cases, conditions, params)
+        count, how = token_counter(backend.tokenizer)
+        store = RunStore(run_dir) if (run_dir / RunStore.FILENAME).is_file() else None
+        per_suite = {}
+        try:
+            for s in suites:
+                unique = {p.key: p for p in planned[s.name]}
+                cached = set(unique) - set(store.missing(unique)) if store is not None else set()
+                todo = [p for k, p in unique.items() if k not in cached]
+                per_suite[s.name] = {
+                    "cases": len(cases[s.name]),
+                    "rows": len(planned[s.name]),
+                    "unique": len(unique),
+                    "cached": len(cached),
+                    "requests": len(todo),
+                    "prompt_tokens": sum(count([p.rendered.text for p in todo])) if todo else 0,
+                    "completion_tokens_max": len(todo) * params[s.name].max_new_tokens,
+                    "max_new_tokens": params[s.name].max_new_tokens,
+                }
+        finally:
+            if store is not None:
+                store.close()
+    finally:
+        backend.close()
+    total = {
+        k: sum(v[k] for v in per_suite.values())
+        for k in ("cases", "rows", "unique", "cached", "requests", "prompt_tokens", "completion_tokens_max")
+    }
+    return {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "backend": backend.name,
+        "tokens_by": how,
+        "suites": per_suite,
+        "total": total,
+        "planned": planned,
+        "cases": cases,
+        "params": params,
+    }
+
+
+def format_estimate(e: dict) -> str:
+    t = e["total"]
+    lines = [
+        f"dry run: run {e['run_id']} -> {e['run_dir']} (nothing generated, nothing written)",
+        f"  generation ({e['backend']}): {t['cases']} cases, {t['rows']} rows, {t['unique']} unique generations, "
+        f"{t['cached']} cached; {t['requests']} requests, ~{t['prompt_tokens']} prompt tokens "
+        f"({e['tokens_by']}), at most {t['completion_tokens_max']} completion tokens",
+    ]
+    for name, c in e["suites"].items():
+        lines.append(
+            f"  {name:<20} {c['cases']:>5} cases {c['rows']:>5} rows {c['requests']:>5} requests "
+            f"~{c['prompt_tokens']:>7} prompt tokens  <= {c['completion_tokens_max']:>7} completion tokens "
+            f"(max_new_tokens={c['max_new_tokens']})"
+        )
+    return "\n".join(lines)
 
 
 def format_summary(s: dict) -> str:

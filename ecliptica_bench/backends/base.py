@@ -85,6 +85,8 @@ class Backend(ABC):
     # served for an fp32 request); None where a server decides (openai)
     resolved_dtype: str | None = None
     default_batch_size: int = 8
+    # --model-args for the engine (parse_model_args); their output-changing part (output_args) is in every key
+    model_args: dict = {}  # never mutated: each backend assigns its own
 
     @abstractmethod
     def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[GenResult]:
@@ -102,6 +104,92 @@ class Backend(ABC):
 
     def close(self) -> None:
         pass
+
+
+# ------------------------------------------------------------------------------------- engine arguments
+# --model-args k=v,...: passed as they are to vLLM's LLM(...) or transformers' from_pretrained(...).
+#
+# THE RULE for the cache key and the run id: an engine argument is part of them unless it is listed here as
+# one that cannot change what the model generates (memory, scheduling, compilation, logging). Anything else
+# (quantization, max_model_len, rope_scaling, revision, kv_cache_dtype, trust_remote_code, an argument we do
+# not know...) is part of them, so a generation is never served for a request made under other settings.
+OUTPUT_NEUTRAL_ARGS = frozenset(
+    {
+        # vLLM: memory and scheduling
+        "gpu_memory_utilization",
+        "swap_space",
+        "cpu_offload_gb",
+        "kv_cache_memory_bytes",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "max_seq_len_to_capture",
+        "block_size",
+        "enable_prefix_caching",
+        "enable_chunked_prefill",
+        "max_loras",
+        "max_lora_rank",
+        "max_cpu_loras",
+        # vLLM: compilation and logging
+        "enforce_eager",
+        "compilation_config",
+        "disable_log_stats",
+        "disable_custom_all_reduce",
+        # transformers: where the weights are placed
+        "device_map",
+        "low_cpu_mem_usage",
+        "offload_folder",
+        "max_memory",
+    }
+)
+
+
+def _typed(value: str):
+    """lm-eval's typing of a --model_args value: true/false -> bool, None -> None, int, float, else the string."""
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_model_args(spec: str | dict | None, flag: str = "--model-args") -> dict:
+    """'k=v,k2=v2' (lm-eval's --model_args form) -> {k: typed v}; a dict is taken as it is."""
+    if spec is None or spec == "":
+        return {}
+    if isinstance(spec, dict):
+        return dict(spec)
+    out: dict = {}
+    for part in str(spec).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise EclipticaError(f"{flag} {spec!r}: {part!r} is not key=value (e.g. max_model_len=4096,enforce_eager=true)")
+        if key in out:
+            raise EclipticaError(f"{flag} {spec!r}: {key} is given twice")
+        out[key] = _typed(value.strip())
+    return out
+
+
+def output_args(model_args: dict) -> dict:
+    """The engine arguments that go into cache keys and the run id (see OUTPUT_NEUTRAL_ARGS), sorted."""
+    return {k: model_args[k] for k in sorted(model_args) if k not in OUTPUT_NEUTRAL_ARGS}
+
+
+def check_model_args(model_args: dict, owned: dict[str, str], backend: str) -> dict:
+    """Refuse engine arguments that a dedicated flag sets (`owned`: argument -> flag)."""
+    for k in model_args:
+        if k in owned:
+            raise EclipticaError(f"--model-args {k}=...: {backend} takes it from {owned[k]}; pass that instead")
+    return dict(model_args)
 
 
 # ------------------------------------------------------------------------------------------- dtypes

@@ -1,9 +1,14 @@
 """The one model client layer: every call to an OpenAI-compatible server goes through here, the model under
 test (backends/openai.py) and the LLM judge (scoring/judge.py) alike.
 
-- The key: `read_api_key` reads it from the environment variable the user names, and only there; no variable
-  named means no key (local servers accept any); a named variable that is unset is one clear error. The key
-  is never stored, logged or put in a manifest.
+- The key (`resolve_api_key`), as the openai client finds it: the environment variable the user names (unset:
+  one clear error); else OPENAI_API_KEY when it is set; else none (local servers accept any). NO_KEY_ENV
+  ("none", or --no-api-key) sends none even when OPENAI_API_KEY is set. The key is never stored, logged or
+  put in a manifest; only where it came from (`ApiKey.source`) is recorded.
+- Refusals: an answer that refuses the endpoint itself, not one request (REFUSED: 401, 402, 403, 404, 405,
+  407: a key, quota, URL or model problem that every other request would meet too) ends the command at once
+  with `EndpointRefused`, one line naming the endpoint and what to pass, instead of degrading every case to
+  an error. Other 4xx (400, 413, 422: this request's own problem) stay per-request failures.
 - The client: `ModelClient` is an AsyncOpenAI over one server, with one timeout per attempt.
 - Retries: openai-python's own retry loop (it retries 408, 409, 429 and 5xx answers, timeouts and
   connection errors, obeys `x-should-retry`, and does not retry a server that asks for more than 120 s
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import http as http_status
 import importlib
+import json
 import math
 import os
 import random
@@ -32,7 +39,11 @@ from dataclasses import asdict, dataclass
 
 from ..errors import EclipticaError
 
-NO_KEY = "EMPTY"  # sent when no key variable is named: local servers (vLLM, llama.cpp) accept any key
+NO_KEY = "EMPTY"  # sent when there is no key: local servers (vLLM, llama.cpp) accept any key
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"  # the openai client's own default
+NO_KEY_ENV = "none"  # a KEY_ENV that says: send no key
+# answers that refuse the endpoint, not the request: the command stops (EndpointRefused)
+REFUSED = (401, 402, 403, 404, 405, 407)
 MAX_RETRY_AFTER_S = 120.0  # openai's own limit: a server asking for a longer wait is not retried
 KINDS = ("http_429", "http_5xx", "http_4xx", "timeout", "connection", "malformed")
 
@@ -40,15 +51,74 @@ KINDS = ("http_429", "http_5xx", "http_4xx", "timeout", "connection", "malformed
 _RETRIES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("ecliptica_retries", default=None)
 
 
-def read_api_key(env_name: str | None, flag: str) -> str:
-    """The API key from the environment variable named `env_name` (NO_KEY when none is named).
-    `flag` is the option that named it, for the error."""
-    if not env_name:
-        return NO_KEY
-    key = os.environ.get(env_name)
-    if not key:
-        raise EclipticaError(f"{flag}: environment variable {env_name} is not set")
-    return key
+@dataclass(frozen=True)
+class ApiKey:
+    """A key and where it came from (`source`: "env:NAME", "none" or "none (--no-api-key)"); repr hides the key."""
+
+    value: str
+    source: str
+    flag: str  # the option that names the key's variable, for hints
+
+    def __repr__(self) -> str:
+        return f"ApiKey(source={self.source!r})"
+
+    def hint(self) -> str:
+        """What to pass when the server refused this key."""
+        if self.source.startswith("env:"):
+            return f"the key in {self.source[4:]} was refused; set a valid one or name another variable with {self.flag}"
+        if self.source == "none (--no-api-key)":
+            return f"drop --no-api-key; set {DEFAULT_KEY_ENV} or name the key's variable with {self.flag}"
+        return f"set {DEFAULT_KEY_ENV} or name the key's variable with {self.flag}"
+
+
+def resolve_api_key(env_name: str | None, flag: str, send: bool = True) -> ApiKey:
+    """The key the openai client would use: the variable named `env_name` (it must be set), else
+    OPENAI_API_KEY when set, else none. `send=False` or env_name NO_KEY_ENV: none. `flag`: the option that
+    names the variable, for errors and hints."""
+    if not send or env_name == NO_KEY_ENV:
+        return ApiKey(NO_KEY, "none (--no-api-key)" if not send else f"none ({flag} {NO_KEY_ENV})", flag)
+    if env_name:
+        key = os.environ.get(env_name)
+        if not key:
+            raise EclipticaError(f"{flag}: environment variable {env_name} is not set")
+        return ApiKey(key, f"env:{env_name}", flag)
+    key = os.environ.get(DEFAULT_KEY_ENV)
+    if key:
+        return ApiKey(key, f"env:{DEFAULT_KEY_ENV}", flag)
+    return ApiKey(NO_KEY, "none", flag)
+
+
+def read_api_key(env_name: str | None, flag: str, send: bool = True) -> str:
+    """The key itself (resolve_api_key)."""
+    return resolve_api_key(env_name, flag, send).value
+
+
+class EndpointRefused(EclipticaError):
+    """The server refused the endpoint itself (REFUSED): the command stops with this one line."""
+
+
+def refusal(who: str, base_url: str, status: int, body: str | None, key: ApiKey | None) -> EndpointRefused:
+    """The one-line error for a REFUSED answer: who (judge / model), where, the status, the server's words, what to do."""
+    try:
+        phrase = http_status.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    said = ""
+    if body:
+        try:
+            obj = json.loads(body)
+            err = obj.get("error") if isinstance(obj, dict) else None
+            said = (err.get("message") if isinstance(err, dict) else err) or obj.get("message") or ""
+        except (ValueError, AttributeError):
+            said = body
+    if status in (401, 403, 407):
+        todo = key.hint() if key is not None else f"set {DEFAULT_KEY_ENV}"
+    elif status == 402:
+        todo = "the account behind the key has no credit or quota left"
+    else:
+        todo = "check the URL (it ends in /v1) and the model name the server serves"
+    text = f"{who} {base_url}: HTTP {status} {phrase}".rstrip() + (f" ({short(str(said), 160)})" if said else "") + f": {todo}"
+    return EndpointRefused(" ".join(text.split()))
 
 
 @dataclass(frozen=True)
@@ -138,8 +208,9 @@ def _classes():
     class CountingTransport(http.AsyncBaseTransport):
         """Under the client: counts each attempt and runs the caller's hooks."""
 
-        def __init__(self, inner, faults: Faults, hooks: Hooks):
+        def __init__(self, inner, faults: Faults, hooks: Hooks, refuse=None):
             self.inner, self.faults, self.hooks = inner, faults, hooks
+            self.refuse = refuse  # (status, body) -> the exception that ends the command; None: a normal 4xx
 
         @staticmethod
         def _run(hook, *args) -> None:
@@ -167,6 +238,8 @@ def _classes():
                 await response.aread()
                 body = response.text
             self._run(self.hooks.answered, request, status, body)
+            if status in REFUSED and self.refuse is not None:
+                raise Stopped(self.refuse(status, body))
             if status == 429:
                 self.faults.http_429 += 1
             elif status >= 500:
@@ -200,6 +273,10 @@ def _classes():
     return http, Stopped, CountingTransport, Client
 
 
+def _refuse(who: str, base_url: str, key: ApiKey | None, status: int, body: str | None) -> EndpointRefused:
+    return refusal(who, base_url, status, body, key)
+
+
 class ModelClient:
     """One AsyncOpenAI client over one server: base_url, the key, the timeout, the retry policy, the fault
     counter. `await chat(**body)` -> a ChatCompletion, or raises CallFailed (or what a hook raised)."""
@@ -207,16 +284,22 @@ class ModelClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | ApiKey,
         timeout_s: float,
         policy: RetryPolicy,
         faults: Faults,
         hooks: Hooks | None = None,
+        who: str | None = None,
     ):
+        """`who` ("judge", "model"): a REFUSED answer ends the command (EndpointRefused naming who and
+        base_url); None: it is a failed call like any other 4xx."""
         from openai import DefaultAsyncHttpxClient
 
         http, _, transport_class, client_class = _classes()
         self.base_url, self.timeout_s, self.policy, self.faults = base_url, timeout_s, policy, faults
+        key = api_key if isinstance(api_key, ApiKey) else None
+        api_key = api_key.value if isinstance(api_key, ApiKey) else api_key
+        refuse = None if who is None else functools.partial(_refuse, who, base_url, key)
         limits = http.Limits(max_connections=1000, max_keepalive_connections=100)  # the openai client's defaults
         inner = http.AsyncHTTPTransport(limits=limits, proxy=_env_proxy(base_url))
         self.client = client_class(
@@ -224,7 +307,7 @@ class ModelClient:
             api_key=api_key,
             timeout=timeout_s,
             max_retries=policy.max_retries,
-            http_client=DefaultAsyncHttpxClient(transport=transport_class(inner, faults, hooks or Hooks())),
+            http_client=DefaultAsyncHttpxClient(transport=transport_class(inner, faults, hooks or Hooks(), refuse)),
         )
         self.client.policy, self.client.faults = policy, faults
 

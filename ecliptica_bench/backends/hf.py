@@ -5,6 +5,8 @@ Sampling is per row: each request carries its own seed and its row draws from it
 (RowSampler, a logits processor that applies temperature and top-p and picks the token), so a case's
 sample depends only on the model, its rendered prompt, the sampling params and its seed; never on
 which other cases share its batch, the batch size, or whether the run was resumed after a crash.
+`model_args` (--model-args k=v,...) go to `from_pretrained(...)` as they are (attn_implementation, revision,
+device_map, ...); the dtype is --dtype's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .base import (
     SamplingParams,
     check_adapter,
     check_dtype,
+    check_model_args,
     config_dtype,
     load_tokenizer,
     local_model_dir,
@@ -33,7 +36,15 @@ class HFBackend(Backend):
     name = "hf"
     default_batch_size = 32
 
-    def __init__(self, model: str, adapter: str | None = None, dtype: str = "auto", device: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        device: str | None = None,
+        model_args: dict | None = None,
+    ):
+        self.model_args = check_model_args(model_args or {}, {"dtype": "--dtype", "torch_dtype": "--dtype"}, "--backend hf")
         self.model_dir = local_model_dir(model)
         self.adapter_dir = check_adapter(adapter)
         self.fingerprint = model_fingerprint(self.model_dir, self.adapter_dir)
@@ -55,14 +66,18 @@ class HFBackend(Backend):
         dtype = getattr(torch, self.resolved_dtype)
         t0 = time.time()
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=dtype, **self.model_args)
         except Exception as exc:
             raise EclipticaError(f"{self.model_dir}: cannot load the model: {type(exc).__name__}: {exc}") from exc
         if self.adapter_dir is not None:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(self.adapter_dir)).merge_and_unload()
-        model.to(device).eval()
+        if "device_map" in self.model_args:  # placed by accelerate: inputs go where its first layer is
+            device = str(model.device)
+        else:
+            model.to(device)
+        model.eval()
         self.device = device
         self._model = model
         gc = model.generation_config
@@ -77,7 +92,13 @@ class HFBackend(Backend):
         return model
 
     def describe(self) -> dict:
-        return {"backend": self.name, "dtype": self.dtype, "resolved_dtype": self.resolved_dtype, "device": self.device or "auto"}
+        return {
+            "backend": self.name,
+            "dtype": self.dtype,
+            "resolved_dtype": self.resolved_dtype,
+            "device": self.device or "auto",
+            "model_args": dict(self.model_args),
+        }
 
     # -- batching ------------------------------------------------------------------------------
     def plan_batches(self, requests: list[GenRequest], batch_size: int) -> list[list[GenRequest]]:

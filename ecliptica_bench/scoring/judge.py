@@ -25,7 +25,10 @@ cases are unscored at once, so scoring always completes.
 Verdicts are cached in the run's store under cache_key("judgment", judge_model, template_version,
 input=<rendered judge prompt>). Only final outcomes are cached (ok, unparseable); transport faults are
 not, so a later re-score retries them. The API key is read from the environment variable named by the
-caller (client.read_api_key); it is never stored, logged or put in a cache key.
+caller, else OPENAI_API_KEY, as the openai client does (client.resolve_api_key; KEY_ENV "none": no key); it is
+never stored, logged or put in a cache key. An answer that refuses the endpoint (401, 403, 404, ...:
+client.REFUSED) stops the command with one line (client.EndpointRefused) instead of leaving every case
+unscored; timeouts, connection errors and 5xx still leave only the cases they hit unscored.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import paths
-from ..backends.client import CallFailed, Faults, Hooks, ModelClient, RetryPolicy, read_api_key
+from ..backends.client import ApiKey, CallFailed, Faults, Hooks, ModelClient, RetryPolicy, resolve_api_key
 from ..errors import EclipticaError
 from ..store import RunStore, cache_key
 
@@ -68,6 +71,7 @@ class JudgeConfig:
     template: str = DEFAULT_TEMPLATE
     dead_after: int = 8  # consecutive connection errors / timeouts -> endpoint dead
     name: str | None = None  # the judge's name in a panel (default: the model name)
+    key_flag: str = "--judge-api-key-env"  # the option that names api_key_env, for errors and hints
 
     @property
     def label(self) -> str:
@@ -79,8 +83,8 @@ class JudgeConfig:
         if not self.timeout_s > 0:
             raise EclipticaError(f"--judge-timeout must be > 0 seconds, got {self.timeout_s}")
 
-    def api_key(self) -> str:
-        return read_api_key(self.api_key_env, "--judge-api-key-env")
+    def api_key(self) -> ApiKey:
+        return resolve_api_key(self.api_key_env, self.key_flag)
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.max_retries, self.backoff_s, self.max_wait_s, self.max_wait_s)
@@ -306,7 +310,7 @@ class Judge:
     # ---------------------------------------------------------------------------------------------
     async def _judge_all(self, cases: list[JudgeCase]) -> list[Verdict]:
         cfg = self.config
-        client = ModelClient(cfg.base_url, self._api_key, cfg.timeout_s, cfg.policy(), self.faults, _Watch(self))
+        client = ModelClient(cfg.base_url, self._api_key, cfg.timeout_s, cfg.policy(), self.faults, _Watch(self), who="judge")
         sem = asyncio.Semaphore(max(1, self.config.concurrency))
 
         async def one(case):
