@@ -7,11 +7,16 @@ import re
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (the dev extra pulls it there)
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
@@ -21,6 +26,12 @@ def requirement(reqs: list[str], name: str) -> Requirement:
     found = [Requirement(r) for r in reqs if Requirement(r).name == name]
     assert len(found) == 1, f"{name}: {found}"
     return found[0]
+
+
+def test_python_versions_3_10_to_3_13_are_accepted():
+    spec = SpecifierSet(PYPROJECT["project"]["requires-python"])
+    assert all(v in spec for v in ("3.10.0", "3.11.9", "3.12.3", "3.13.1")), str(spec)
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == "py310"  # ruff refuses syntax newer than the oldest Python
 
 
 def test_torch_is_a_range_not_a_pin():
