@@ -368,8 +368,10 @@ def run_options(kw: dict):
 
     from .run import RunOptions
 
-    names = {f.name for f in fields(RunOptions)}
-    return RunOptions(**{k: v for k, v in kw.items() if k in names}, cli_args=sys.argv[1:])
+    unknown = set(kw) - {f.name for f in fields(RunOptions)}
+    if unknown:  # a parameter no step takes: a bug in a decorator, never silently dropped
+        raise TypeError(f"not RunOptions fields: {sorted(unknown)}")
+    return RunOptions(**kw, cli_args=sys.argv[1:])
 
 
 @cli.command("run")

@@ -725,4 +725,4 @@ def test_cli_train_and_eval_only(tiny_dir, prefs_dir, tmp_path):
     assert rep["split"] == "heldout" and rep["overall"]["rows"] > 0 and "accuracy_reward" in rep["overall"]
     assert set(rep["per_kind"]) <= {"safety", "length", "epistemic"}
     res = CliRunner().invoke(cli, ["train", "--data", str(prefs_dir)])
-    assert res.exit_code == 2 and "--out is required" in res.output
+    assert res.exit_code == 2 and "--output-dir is required" in res.output
