@@ -753,43 +753,66 @@ def score_cmd(run_dir, embedder, n_boot, score_seed, wait, dry_run, **kw):
 @click.option(
     "--samples", type=click.IntRange(min=0), default=3, show_default=True, help="Report: sample cases per suite and type."
 )
+@click.option(
+    "--seeds",
+    default=None,
+    metavar="S1,S2,...",
+    help="Sampling seeds, one run each (replaces --seed); the board averages them into the model's one row "
+    "(with a CI that includes the seed-to-seed spread).",
+)
 @output_dir_option(RUNS, "Runs go to OUTPUT_DIR/<run_id>/; the board to OUTPUT_DIR/leaderboard.csv and .md.")
 @wait_option()
 @dry_run_option("the run and its judging")
-def eval_cmd(dry_run, embedder, n_boot, score_seed, samples, **kw):
+def eval_cmd(dry_run, embedder, n_boot, score_seed, samples, seeds, **kw):
     """Run, score and report a model, and put its row on OUTPUT_DIR's leaderboard: `run`, `score`, `report`
     and `leaderboard` in one command. Resumable: run it again and it generates and judges only what is missing."""
+    from dataclasses import replace
+
     from .evaluate import eval_table, evaluate
 
     judges = judges_from(kw)
     opts = run_options(kw)
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()] if seeds else [opts.seed]
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r}: expected integers separated by commas", param_hint="--seeds") from None
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise click.BadParameter(f"{seeds!r}: give each seed once", param_hint="--seeds")
     if dry_run:
         from .evaluate import estimate_judging, format_judging
         from .run import estimate, format_estimate
 
-        e = estimate(opts)
-        click.echo(format_estimate(e))
-        rows = {s: [{**p.case, "condition": p.condition, "response": ""} for p in items] for s, items in e["planned"].items()}
-        budgets = {s: p.max_new_tokens for s, p in e["params"].items()}
-        click.echo(format_judging(estimate_judging(rows, judges, response_tokens=budgets), note=", responses at max_new_tokens"))
+        for seed in seed_list:
+            e = estimate(replace(opts, seed=seed))
+            click.echo(format_estimate(e))
+            rows = {s: [{**p.case, "condition": p.condition, "response": ""} for p in items] for s, items in e["planned"].items()}
+            budgets = {s: p.max_new_tokens for s, p in e["params"].items()}
+            click.echo(
+                format_judging(estimate_judging(rows, judges, response_tokens=budgets), note=", responses at max_new_tokens")
+            )
         return
     from .run import format_summary
 
-    res = evaluate(opts, judges, embedder=embedder, n_boot=n_boot, score_seed=score_seed, samples=samples)
-    click.echo(format_summary(res["summary"]))
-    if res["metrics"] is None:
-        click.echo("not scored: some generations failed; run the same command again to retry them", err=True)
-        sys.exit(1)
-    click.echo("")
-    click.echo(eval_table(res["metrics"]))
+    for seed in seed_list:
+        res = evaluate(replace(opts, seed=seed), judges, embedder=embedder, n_boot=n_boot, score_seed=score_seed, samples=samples)
+        click.echo(format_summary(res["summary"]))
+        if res["metrics"] is None:
+            click.echo("not scored: some generations failed; run the same command again to retry them", err=True)
+            sys.exit(1)
+        click.echo("")
+        click.echo(eval_table(res["metrics"]))
+        click.echo(f"report: {res['report']}")
     row = res["row"]
     if row is not None:
+        import pandas as pd
+
         iae = row["iae_paper"]
+        n_seeds = 1 if pd.isna(row.get("seeds")) else int(row["seeds"])
         click.echo(
-            f"board: rank {row['rank']} of the runs in {opts.out}"
-            + ("" if iae != iae else f", IAE {iae:.1f} over {row['iae_suites'].replace(';', ', ')}")
+            f"board: {row['method']} is number {row['rank']} of {opts.out}"
+            + (f" (mean over {n_seeds} seeds)" if n_seeds > 1 else "")
+            + ("" if pd.isna(iae) else f", IAE {iae:.1f} over {row['iae_suites'].replace(';', ', ')}")
         )
-    click.echo(f"report: {res['report']}")
     click.echo(f"leaderboard: {' and '.join(str(p) for p in res['board'])}")
 
 

@@ -229,7 +229,8 @@ def format_judging(est: dict, note: str = "") -> str:
     lines = []
     for name, e in est.items():
         lines.append(
-            f"  judge {name}: {e['requests']} requests ({e['contrastive_requests']} contrastive), {e['cached']} cached; "
+            f"  judge {name}: {e['requests']} requests ({e['contrastive_requests']} of them contrastive, their cache not "
+            f"checked), {e['cached']} cached; "
             f"~{e['prompt_tokens']} prompt tokens (chars/4{note}), at most {e['completion_tokens_max']} completion tokens"
         )
     return "\n".join(lines)

@@ -81,8 +81,13 @@ def test_eval_writes_everything_and_a_rerun_generates_and_judges_nothing(tmp_pat
         again = invoke(eval_args(server.url, out))
         assert again.exit_code == 0, again.output
         assert len(server.requests) == len(sent)  # the second eval sent nothing: no generation, no verdict
+        [run_dir] = [d for d in out.iterdir() if d.is_dir()]
+        dry = invoke(["score", str(run_dir), "--judge", f"{server.url},fake-judge", "--dry-run"])
+        assert len(server.requests) == len(sent)
+    assert dry.exit_code == 0, dry.output
+    assert "16 rows" in dry.output and re.search(r"judge fake-judge: (\d+) requests \(\1 of them contrastive", dry.output)
+    assert ", 16 cached;" in dry.output  # every single-response verdict is in the cache
     assert generated and judged
-    [run_dir] = [d for d in out.iterdir() if d.is_dir()]
     for name in ("generations.parquet", "scores.parquet", "metrics.json", "report.html", "manifest.json"):
         assert (run_dir / name).is_file(), name
     for res in (first, again):
@@ -107,6 +112,14 @@ def test_eval_writes_everything_and_a_rerun_generates_and_judges_nothing(tmp_pat
     assert len(rows) == 1 and rows[0]["run_ids"] == newer != run_dir.name
     assert len([d for d in out.iterdir() if d.is_dir()]) == 2  # both runs stay on disk
 
+    # two more sampling seeds: one run each, averaged with the seed-42 run into the model's one row
+    with FakeOpenAI(model_and_judge) as server:
+        seeded = invoke([*eval_args(server.url, out, limit=6), "--seeds", "1,2"])
+    assert seeded.exit_code == 0, seeded.output
+    [row] = board_rows(out)
+    assert row["seeds"] == "3" and len(row["run_ids"].split(";")) == 3 and newer in row["run_ids"]
+    assert "(mean over 3 seeds)" in seeded.output
+
 
 def test_eval_dry_run_loads_nothing_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -121,7 +134,7 @@ def test_eval_dry_run_loads_nothing_and_writes_nothing(tmp_path, monkeypatch):
     # 4 ecliptica cases + 4 litmus cases, both conditions; greedy: uninstructed rows of a prompt share one key
     assert "8 cases, 16 rows" in lines[1] and "(chars/4)" in lines[1]
     judge = next(line for line in lines if line.strip().startswith("judge fake-judge:"))
-    m = re.search(r"(\d+) requests \((\d+) contrastive\), 0 cached", judge)
+    m = re.search(r"(\d+) requests \((\d+) of them contrastive, their cache not checked\), 0 cached", judge)
     assert m and int(m.group(1)) == 16 + int(m.group(2)), judge  # one verdict per row, plus the contrastive ones
     assert "responses at max_new_tokens" in judge
 

@@ -311,7 +311,7 @@ def local_model_dir(name_or_path: str) -> Path:
 
 
 def check_adapter(adapter: str | None) -> Path | None:
-    """The LoRA adapter folder: `adapter` itself, or the adapter/ inside an `ecliptica train --out` folder."""
+    """The LoRA adapter folder: `adapter` itself, or the adapter/ inside an `ecliptica train --output-dir` folder."""
     if adapter is None:
         return None
     p = Path(adapter).expanduser()
