@@ -58,6 +58,49 @@ METRICS = "metrics.json"
 STORE = "store.sqlite"  # store.RunStore.FILENAME (a sibling layer: not imported)
 LIKELIHOOD = "likelihood.json"
 
+# Every file of a run directory: name -> (the command that writes it, what it holds); docs/run-directory.md
+# lists them in this order (ecliptica_bench/docs.py). The lock files are lock.LOCK_FILES, the report
+# report/html.py's REPORT (sibling or higher layers, named here as text; tests/test_docs.py checks they agree).
+FILE_DOCS: dict[str, tuple[str, str]] = {
+    MANIFEST: (
+        "`ecliptica run`, `ecliptica import-lm-eval` (`ecliptica likelihood` for a likelihood-only directory)",
+        "what ran: the resolved config and its run id, model, adapter, dataset, seeds, backend, versions, status "
+        "and summary (keys below)",
+    ),
+    GENERATIONS: (
+        "`ecliptica run`, `ecliptica import-lm-eval`",
+        "one row per case and condition: the case, the response and how it ended (columns below)",
+    ),
+    STORE: (
+        "`ecliptica run`, `ecliptica score`",
+        "the SQLite cache (WAL): generations, failed requests (errors, retried by the next run), judge verdicts "
+        "and embeddings, each under its cache key (store.py); what makes a rerun generate and judge nothing",
+    ),
+    SCORES: (
+        "`ecliptica score`",
+        "generations.parquet's columns, then one column per score (columns below)",
+    ),
+    METRICS: (
+        "`ecliptica score`",
+        "per suite and condition the paper metric and the headline metric with 95% CIs, the Deltas, signals, "
+        "diagnostics and the judge panel (keys below)",
+    ),
+    LIKELIHOOD: (
+        "`ecliptica likelihood`",
+        "sampling-free switching on held-out switch pairs (likelihood.py); the leaderboard's likelihood_* columns",
+    ),
+    "report.html": ("`ecliptica report`", "a self-contained HTML report: metrics with CIs, plots, sample responses"),
+    "compare/": ("`ecliptica compare`", "compare/<run B id>.json: paired differences of this run and run B"),
+    ".lock": (
+        "`ecliptica run`, `score`, `import-lm-eval` (while they write)",
+        "the OS file lock that keeps one writer per run directory (lock.py); a leftover file never blocks",
+    ),
+    ".lock.owner.json": (
+        "the lock's holder",
+        "pid, host, start time and command of the writer holding the lock, for the message a second writer prints",
+    ),
+}
+
 SOURCES = ("ecliptica run", "lm-eval", "likelihood")
 
 RERUN = "re-run `ecliptica run` (or `ecliptica import-lm-eval`) to write it again"
@@ -113,6 +156,23 @@ class GenerationRow(TypedDict, total=False):
     template_sha256: str | None
 
 
+# Docs of the columns this module adds to the dataset's (the dataset columns are documented in data/card.py
+# COLUMN_DOCS and Suite.card_columns); docs/run-directory.md shows both.
+GENERATION_DOCS = {
+    "run_id": "the run directory's id (manifest.json `run_id`)",
+    "condition": "instructed (the alignment instruction as the system message) or uninstructed (the user prompt alone)",
+    "response": "the model's answer (empty string when it produced none)",
+    "finish_reason": "stop (the model ended) or length (max_new_tokens reached: truncated); null when unknown",
+    "prompt_tokens": "tokens of the rendered prompt",
+    "completion_tokens": "tokens generated",
+    "latency_s": "seconds the request took (a batch's time shared over its rows for local backends)",
+    "key": "the generation's cache key in store.sqlite (store.cache_key: model fingerprint, dtype, rendered "
+    "prompt, sampling params, request seed)",
+    "prompt_sha256": "sha256 of the rendered prompt (chat template applied)",
+    "template_sha256": "sha256 of the chat template used to render it",
+}
+
+
 class Metrics(TypedDict, total=False):
     """metrics.json, top level (`ecliptica score`; the per-suite blocks are scoring/score.py's)."""
 
@@ -129,6 +189,24 @@ class Metrics(TypedDict, total=False):
     judge_faults: dict | None
     judge_panel: dict
     scoring: dict
+
+
+METRICS_DOCS = {
+    "schema_version": "layout version of the run directory (RUN_SCHEMA_VERSION; absent: 0, before versions)",
+    "run_id": "the run's id (manifest.json `run_id`)",
+    "model": "model alias or path (manifest model.name)",
+    "model_fingerprint": "fingerprint of the weights, config, tokenizer and chat template (manifest model.fingerprint)",
+    "adapter": "the LoRA adapter's path, null for the base model",
+    "dataset_sha": "sha256 of the cases run (manifest dataset_sha256)",
+    "judge": "the judge panel: each judge's endpoint, model and template versions; null without a judge",
+    "embedder": "id of the sentence embedder behind fidelity, shift, validity and identifiability",
+    "bootstrap": "number of bootstrap resamples behind every CI (0: no CIs)",
+    "suites": "per suite: the metrics (keys below)",
+    "judge_faults": "requests, retries, scored and unscored cases, whether the endpoint died; null without a judge",
+    "judge_panel": "per suite and label: agreement between judges (Cohen's kappa for 2, Krippendorff's alpha "
+    "for more) and each judge's parse-failure rate (only with a judge)",
+    "scoring": "how scoring ran (keys below)",
+}
 
 
 def extra_columns() -> list[str]:
@@ -189,6 +267,43 @@ _CORE = (
     "summary",
     "outputs",
 )
+# the core keys' docs (docs/run-directory.md); the writer's own keys (Manifest.details) follow them in the file
+MANIFEST_DOCS = {
+    "schema_version": "layout version of the run directory (RUN_SCHEMA_VERSION)",
+    "run_id": "the directory's name: a hash of the resolved config unless --run-id named it",
+    "source": "who wrote it: " + " | ".join(SOURCES),
+    "status": "running | complete | incomplete (some cases failed: the next run retries them)",
+    "created_at": "UTC time the run started (ISO 8601)",
+    "finished_at": "UTC time it finished, null while running",
+    "model": "{name, path, fingerprint}: the alias or path asked for, the resolved folder and the fingerprint of "
+    "weights, config, tokenizer and chat template (adapter included)",
+    "adapter": "{path} of the LoRA adapter, null for the base model",
+    "dataset_sha256": "sha256 of the cases run (the built or bundled dataset after --suites and --limit)",
+    "dataset": "{source, sha256, ...}: where the cases came from (bundled banks and seed, or --data)",
+    "seeds": "{sampling, dataset}: the sampling seed (--seed) and the dataset's seed",
+    "config": "the resolved config the run id hashes; config.params[suite].max_new_tokens is the run's budget",
+    "chat_template_sha256": "sha256 of the chat template the prompts were rendered with",
+    "backend": "the backend and its resolved settings (vllm / hf / openai / lm-eval, dtype, engine arguments)",
+    "warnings": "list of warnings raised while running (also printed)",
+    "summary": "what the run did: cases, rows, generated, cached, errors, unresolved, seconds, and per suite "
+    "the truncation rate, max_new_tokens and how many control generations were shared",
+    "outputs": "{file: sha256} of the files written",
+}
+# the writers' own top-level keys (Manifest.details), after the core ones
+MANIFEST_DETAILS_DOCS = {
+    "cli_args": "`ecliptica run`: the command line's arguments",
+    "options": "`ecliptica run`: every option's value, defaults included",
+    "config_sha256": "`ecliptica run`: sha256 of `config`",
+    "versions": "`ecliptica run`: versions of Python, ecliptica_bench and the installed torch, transformers, vllm, openai, peft",
+    "device": "`ecliptica run`: platform, machine, CPU count and, when torch ran, CUDA and the GPU names",
+    "store": "`ecliptica run`: the store's file name",
+    "model_fingerprint_of": "`ecliptica import-lm-eval`: what the fingerprint was computed from",
+    "finish_reason": "`ecliptica import-lm-eval`: why finish_reason is null (lm-eval does not log it)",
+    "lm_eval": "`ecliptica import-lm-eval`: lm-eval's version, results and sample files (with sha256), chat "
+    "template, system instruction, config and skipped samples",
+    "prompt_check": "`ecliptica import-lm-eval`: how many of lm-eval's rendered prompts match ours",
+    "package_version": "`ecliptica import-lm-eval`: the ecliptica_bench version that imported it",
+}
 # version-0 spellings folded into the typed fields on upgrade (then dropped)
 _V0_ALIASES = ("model_fingerprint", "dataset_sha", "kind")
 REQUIRED_MANIFEST = {0: ("run_id", "model"), 1: ("schema_version", "run_id", "source", "status", "model")}

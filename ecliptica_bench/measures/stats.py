@@ -15,7 +15,7 @@ from per-cluster sums, and anything else (AQI needs weighted centroids) passes i
 `difference` pairs two statistics on the same clusters (instructed - uninstructed of one run, or run A
 - run B on the same cases), so both sides see the same resampled prompts.
 
-Every reported interval contains its own point estimate (SPEC.md section 5):
+Every reported interval contains its own point estimate (docs/metrics.md, confidence intervals):
 - |d| (`Statistic.absolute`): the interval is derived from the interval of the signed d, never taken
   as percentiles of |d*| (those exclude an estimate at or near 0): [0, max(|lo|, |hi|)] when the signed
   interval holds 0, else [min(|lo|, |hi|), max(|lo|, |hi|)].
@@ -73,6 +73,18 @@ class Score:
             "nan_resamples": self.nan_resamples,
             "ci_note": self.ci_note,
         }
+
+
+# the keys of Score.to_dict() (metrics.json), for docs/run-directory.md
+SCORE_DOCS = {
+    "value": "the estimate; null when unscored",
+    "ci_low": "lower end of the 95% CI (bootstrap clustered by prompt); null without a CI",
+    "ci_high": "upper end of the 95% CI",
+    "n": "rows behind the estimate",
+    "unscored_reason": "why value is null",
+    "nan_resamples": "bootstrap resamples where the statistic was undefined (dropped)",
+    "ci_note": "how the interval was made when not a plain percentile one, or why there is none",
+}
 
 
 class Statistic:

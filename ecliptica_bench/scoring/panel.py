@@ -395,6 +395,19 @@ COLUMNS = (
     "judge_contrastive_correct",
     "judge_contrastive_agree",
 )
+COLUMN_DOCS = {
+    "judge_status": "ok when every asked label has a majority verdict, else unscored (null without a judge)",
+    "judge_reason": "why the row is unscored (parse failure, tie, endpoint fault)",
+    "judge_adherence": "share of the row's expected characteristics the majority verdict finds in the response "
+    "(null when none was scored)",
+    "judge_answers_prompt": "1/0/null: the majority verdict on answers_prompt",
+    "judge_verdict": "the majority verdict per label (JSON)",
+    "judge_by_judge": "each judge's labels (JSON: judge name -> labels)",
+    "judge_detector_disagree": "1 when the judge's label and the paired keyword detector (has_hedge / is_refusal) "
+    "disagree, 0 when they agree, null when no detector-paired label was scored",
+    "judge_contrastive_correct": "contrastive mode: share of the row's parsed assignments (two orders) that name its true type",
+    "judge_contrastive_agree": "contrastive mode: 1 when both orders gave the row the same type",
+}
 
 
 def _sum_faults(dicts: list[dict]) -> dict | None:
