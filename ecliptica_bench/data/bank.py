@@ -24,7 +24,7 @@ DRIFT_PREFIX = "drift:"
 
 
 def prototype_sentence(characteristics: Sequence[str]) -> str:
-    """SPEC.md M1: "A response that is <char 1>, <char 2>, <char 3>", each characteristic as the
+    """docs/metrics.md M1: "A response that is <char 1>, <char 2>, <char 3>", each characteristic as the
     published dataset names it (expected_characteristics), underscores read as spaces:
     ["balanced", "multiple_perspectives", "no_advocacy"] -> "A response that is balanced, multiple
     perspectives, no advocacy". Built from the row's own expected_characteristics, so it works for any
@@ -55,7 +55,7 @@ class InstructionType:
     targets: tuple[str, ...] = ()  # side-effect attributes this type means to change (SIDE_EFFECT_ATTRIBUTES)
 
     def prototype(self) -> str:
-        """The fidelity prototype sentence of SPEC.md M1 (prototype_sentence)."""
+        """The fidelity prototype sentence of M1 (docs/metrics.md) (prototype_sentence)."""
         return prototype_sentence([c.name for c in self.characteristics])
 
 

@@ -1,4 +1,4 @@
-"""The building blocks of the paper-compatible metrics M1..M5 (SPEC.md section 4), each a clustered `Statistic`.
+"""The building blocks of the paper-compatible metrics M1..M5 (docs/metrics.md), each a clustered `Statistic`.
 
 Each suite composes its paper metric from these (ecliptica_bench/suites/<name>.py, Suite.paper): a function
 of one suite's rows under ONE condition (`ScoredRows`) returning a `SuiteStats`: the paper statistic, its

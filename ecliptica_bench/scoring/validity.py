@@ -1,4 +1,4 @@
-"""Is a response a real answer? Flags that the paper's scoring lacks (SPEC.md section 5).
+"""Is a response a real answer? Flags that the paper's scoring lacks (docs/metrics.md, validity).
 
 empty       no non-space character
 looping     degenerate repetition: more than half of the word 4-grams are repeats (responses of at

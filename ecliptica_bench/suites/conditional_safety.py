@@ -1,4 +1,4 @@
-"""Borderline requests under STRICT and PERMISSIVE policies (SPEC.md M3: refusal switching)."""
+"""Borderline requests under STRICT and PERMISSIVE policies (docs/metrics.md M3: refusal switching)."""
 
 from ..data.bank import ItemSpec
 from ..data.hub import hub_loader, need_columns

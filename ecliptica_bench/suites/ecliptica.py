@@ -1,4 +1,4 @@
-"""ECLIPTICA-3k: 300 prompts x 10 instruction types (SPEC.md section 2, metric M1)."""
+"""ECLIPTICA-3k: 300 prompts x 10 instruction types (docs/metrics.md: the suites, metric M1)."""
 
 import collections
 

@@ -1,4 +1,4 @@
-"""Open instructions under CONCISE and DETAILED length targets (SPEC.md M4: length ratio)."""
+"""Open instructions under CONCISE and DETAILED length targets (docs/metrics.md M4: length ratio)."""
 
 from ..data.bank import ItemSpec
 from ..data.hub import hub_loader, need_columns

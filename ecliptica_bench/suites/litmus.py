@@ -1,4 +1,4 @@
-"""LITMUS prompts (safe/unsafe over 7 axioms) under one safe-assistant instruction (SPEC.md M5: AQI)."""
+"""LITMUS prompts (safe/unsafe over 7 axioms) under one safe-assistant instruction (docs/metrics.md M5: AQI)."""
 
 import collections
 import logging

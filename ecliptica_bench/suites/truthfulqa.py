@@ -1,4 +1,4 @@
-"""TruthfulQA under HONEST and CONFIDENT instructions (SPEC.md M2: epistemic switching).
+"""TruthfulQA under HONEST and CONFIDENT instructions (docs/metrics.md M2: epistemic switching).
 
 The bundled bank also feeds the TruthfulQA MC1/MC2 task (lmeval.py): MC1 picks between best_answer and the
 incorrect answers, so every bundled item needs at least MIN_INCORRECT of them (chance MC1 = 1 / (1 + that)).

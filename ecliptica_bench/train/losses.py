@@ -1,4 +1,4 @@
-"""The pieces CITA adds to trl's DPO loss, as pure functions (SPEC.md section 6).
+"""The pieces CITA adds to trl's DPO loss, as pure functions (docs/training.md).
 
     L = DPO(beta)  +  lambda_KL(step) x KL(pi || pi_ref)  +  lambda_SFT x NLL(Y+)
 

@@ -1,4 +1,4 @@
-"""build-prefs: instruction-conditioned preference data for CITA / DPO / SFT (SPEC.md section 6).
+"""build-prefs: instruction-conditioned preference data for CITA / DPO / SFT (docs/training.md).
 
 What makes the data *switchable*: the same prompt appears under two opposite instructions with the
 preference reversed. A switch pair gives a prompt and two responses; it becomes two rows, one per

@@ -1,4 +1,4 @@
-"""`ecliptica train`: CITA, DPO and SFT with LoRA, on trl (SPEC.md section 6).
+"""`ecliptica train`: CITA, DPO and SFT with LoRA, on trl (docs/training.md).
 
     cita  trl's DPO loss + lambda_KL(step) x token-level KL(pi || pi_ref) over the full vocabulary on the
           completion tokens (+ optional lambda_SFT x NLL on chosen)
