@@ -265,7 +265,8 @@ def run_directory_markdown() -> str:
         "`likelihood` add to it. The run id is a hash of the resolved config, so the same command finds the same "
         "directory and generates nothing twice. The layout is typed in `ecliptica_bench/rundir.py`; every command "
         "reads through its one reader, and a directory from an older version still loads (a newer one is refused "
-        "with what to re-run).",
+        "with what to re-run). `ecliptica eval` also keeps the board of the runs under its output folder, "
+        "`<output-dir>/leaderboard.csv` and `.md` (columns: [results/SCHEMA.md](../results/SCHEMA.md)).",
         "",
         "## Files",
         "",

@@ -281,9 +281,11 @@ MANIFEST_DOCS = {
     "dataset_sha256": "sha256 of the cases run (the built or bundled dataset after --suites and --limit)",
     "dataset": "{source, sha256, ...}: where the cases came from (bundled banks and seed, or --data)",
     "seeds": "{sampling, dataset}: the sampling seed (--seed) and the dataset's seed",
-    "config": "the resolved config the run id hashes; config.params[suite].max_new_tokens is the run's budget",
+    "config": "the resolved config the run id hashes (the output-changing --model-args included); "
+    "config.params[suite].max_new_tokens is the run's budget",
     "chat_template_sha256": "sha256 of the chat template the prompts were rendered with",
-    "backend": "the backend and its resolved settings (vllm / hf / openai / lm-eval, dtype, engine arguments)",
+    "backend": "the backend and its resolved settings (vllm / hf / openai / lm-eval, dtype, batch size, every "
+    "--model-args engine argument)",
     "warnings": "list of warnings raised while running (also printed)",
     "summary": "what the run did: cases, rows, generated, cached, errors, unresolved, seconds, and per suite "
     "the truncation rate, max_new_tokens and how many control generations were shared",
