@@ -319,7 +319,7 @@ def run_directory_markdown() -> str:
         "",
         "### ...conditions.&lt;condition&gt;.signals",
         "",
-        "Each a Score. The suite's metric adds its own signals (e.g. the signed refusal difference of M3); then:",
+        "Each a Score:",
         "",
         *_table(("key", "description"), [(_code(k), d) for k, d in SIGNAL_DOCS.items()]),
         "",
@@ -365,7 +365,7 @@ def suites_markdown() -> str:
             )
         )
     head = ("suite", "paper metric", "headline Delta", "instruction types", "paper budget (new tokens)", "absolute-IAE scale")
-    return "\n".join([BEGIN, *_table(head, rows), END])
+    return "\n".join([BEGIN, "", *_table(head, rows), "", END])
 
 
 def _with_suites_block(text: str, path: Path) -> str:

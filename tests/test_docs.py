@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from test_score import cases, write_run
 
@@ -64,7 +65,15 @@ def test_metrics_json_keys_are_documented(tmp_path):
     """Score a small run of every suite (both conditions) and check each key it writes is in the docs' tables."""
     from ecliptica_bench.measures.stats import SCORE_DOCS
     from ecliptica_bench.rundir import METRICS_DOCS
-    from ecliptica_bench.scoring.score import CONDITION_DOCS, SCORING_DOCS, SIGNAL_DOCS, SUITE_DOCS, score_run
+    from ecliptica_bench.scoring.score import (
+        CONDITION_DOCS,
+        SCORE_COLUMNS,
+        SCORING_DOCS,
+        SIGNAL_DOCS,
+        SUITE_DOCS,
+        column_type,
+        score_run,
+    )
     from ecliptica_bench.suites import SUITES
 
     rows = []
@@ -72,15 +81,21 @@ def test_metrics_json_keys_are_documented(tmp_path):
         for i, c in enumerate(cases(suite, 4)):
             for cond in ("instructed", "uninstructed"):
                 rows.append({**c, "condition": cond, "response": f"{cond} answer {i} about {c['prompt']}"})
-    m = score_run(write_run(tmp_path / "run", rows), n_boot=20, embedder_obj=HashEmbedder())
+    run = write_run(tmp_path / "run", rows)
+    m = score_run(run, n_boot=20, embedder_obj=HashEmbedder())
+    # the types docs/run-directory.md gives the score columns are the ones written
+    schema = pq.read_schema(run / "scores.parquet")
+    arrow = {"bool": "bool", "string": "string", "int64": "int64", "float64": "double"}
+    assert {c: str(schema.field(c).type) for c in SCORE_COLUMNS} == {c: arrow[column_type(c)] for c in SCORE_COLUMNS}
     assert set(m) <= set(METRICS_DOCS)
     assert set(m["scoring"]) <= set(SCORING_DOCS)
+    assert set(m["suites"]) == set(SUITES)
     for suite, entry in m["suites"].items():
         assert set(entry) <= set(SUITE_DOCS), suite
+        assert set(entry["conditions"]) == {"instructed", "uninstructed"}, suite
         for cond, block in entry["conditions"].items():
             assert set(block) <= set(CONDITION_DOCS), (suite, cond)
-            own = set(block["signals"]) - set(SIGNAL_DOCS)  # the metric's own signals (SuiteStats.signals)
-            assert own <= {"signed_switching"}, (suite, cond, own)
+            assert set(block["signals"]) <= set(SIGNAL_DOCS), (suite, cond)
             assert set(block["paper"]) == set(SCORE_DOCS)
 
 

@@ -126,9 +126,11 @@ CONDITION_DOCS = {
     "each other at least a quarter of the time (scoring/diagnostics.py)",
 }
 
-# metrics.json ...conditions.<condition>.signals: key -> doc (each a Score); the metric's own signals (e.g. the
-# signed M3) come first
+# metrics.json ...conditions.<condition>.signals: key -> doc (each a Score); the metric's own signals
+# (SuiteStats.signals) come first
 SIGNAL_DOCS = {
+    "signed_switching": "the metric's own: the signed rate difference of M2 and M3 (the first type's rate - the "
+    "second's), negative when the instruction moves behaviour the wrong way",
     "valid_rate": "share of valid responses",
     "truncation_rate": "share cut at max_new_tokens",
     "empty_rate": "share of empty responses",
