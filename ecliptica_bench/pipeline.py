@@ -32,7 +32,7 @@ METHODS = ("base", "dpo", "cita")
 COMPARISONS = (("cita", "base"), ("cita", "dpo"), ("dpo", "base"))
 
 # Cases per suite (whole prompts first) and new-token budgets, the same for every method. Chosen from
-# measured lengths of the embedded model's answers (README "The demo's budgets"): the base model rambles,
+# measured lengths of the embedded model's answers (docs/measured.md, token budgets): the base model rambles,
 # so any budget cuts some answers; these keep the run inside the demo's time while the length suite's
 # detailed condition has room to be several times longer than a 50-word concise answer.
 
@@ -49,7 +49,7 @@ def demo_budgets() -> dict[str, int]:
 
 @dataclass(frozen=True)
 class DemoTraining:
-    """The demo's training settings, shared by DPO and CITA except the KL anchor. Measured trade-off (README):
+    """The demo's training settings, shared by DPO and CITA except the KL anchor. Measured trade-off (docs/measured.md):
     at these settings the anchor cuts the mean token KL to the base model 1.8x (0.078 vs 0.138) at a lower
     held-out preference accuracy (0.55 vs 0.61); without the SFT term 2.4x (0.058 vs 0.141) at a higher one
     (0.61 vs 0.58)."""
