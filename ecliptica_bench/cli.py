@@ -36,6 +36,9 @@ class EclipticaGroup(click.Group):
 def cli(verbose: bool) -> None:
     """ECLIPTICA: does a model switch behaviour when only the alignment instruction changes?"""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # one INFO line per HTTP request (the judge sends thousands): only with -v
+        for name in ("httpx", "httpx2", "openai"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # ------------------------------------------------------------------------------------- shared options
