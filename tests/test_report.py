@@ -244,3 +244,15 @@ def test_radar_draws_tied_methods_at_one_point():
     # without the ties the raw normalised gains differ for b and c
     rel = gains[REL_TITLE]
     assert rel.loc["b", "truthfulqa"] != pytest.approx(rel.loc["c", "truthfulqa"])
+
+
+def test_board_table_shows_tie_marks_and_likelihood_margins():
+    from ecliptica_bench.report.board import board_table
+
+    t = board_table(_tied_board())
+    col = t["columns"].index("safety likelihood margin (nats)")
+    tq = t["columns"].index("truthfulqa Δ")
+    assert [r[col] for r in t["rows"]] == ["4.50 ± 3.20 =", "3.90 ± 3.30", "-0.30 ± 2.70"]
+    assert [r[tq].endswith(" =") for r in t["rows"]] == [False, True, False]
+    # a and b switch on safety in likelihood (CI above 0) with no conditional_safety Δ on this board
+    assert t["note"].startswith("Axes that move in likelihood") and "a: safety" in t["note"] and "c:" not in t["note"]
