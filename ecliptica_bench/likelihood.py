@@ -142,26 +142,26 @@ def switch_pairs(rows: list[dict]) -> tuple[list[tuple[dict, dict]], int]:
 
 def pair_table(pairs: list[tuple[dict, dict]], logps: dict[str, dict]) -> list[dict]:
     """Per pair the four log-likelihoods and token counts, from per-row results keyed by row id:
-    a_own = lp(rA | iA), a_other = lp(rB | iA), b_own = lp(rB | iB), b_other = lp(rA | iB)."""
+    a_own = lp(rA | iA), a_other = lp(rB | iA), b_own = lp(rB | iB), b_other = lp(rA | iB); and the pair's
+    interaction margin (nats), which the leaderboard's paired tie test between two models resamples."""
     table = []
     for a, b in pairs:
         la, lb = logps[a["id"]], logps[b["id"]]
-        table.append(
-            {
-                "pair_id": a["pair_id"],
-                "kind": a["kind"],
-                "type_a": a["instruction_type"],
-                "type_b": b["instruction_type"],
-                "a_own": la["c"],
-                "a_other": la["r"],
-                "b_own": lb["c"],
-                "b_other": lb["r"],
-                "a_own_n": la["nc"],
-                "a_other_n": la["nr"],
-                "b_own_n": lb["nc"],
-                "b_other_n": lb["nr"],
-            }
-        )
+        row = {
+            "pair_id": a["pair_id"],
+            "kind": a["kind"],
+            "type_a": a["instruction_type"],
+            "type_b": b["instruction_type"],
+            "a_own": la["c"],
+            "a_other": la["r"],
+            "b_own": lb["c"],
+            "b_other": lb["r"],
+            "a_own_n": la["nc"],
+            "a_other_n": la["nr"],
+            "b_own_n": lb["nc"],
+            "b_other_n": lb["nr"],
+        }
+        table.append({**row, "margin": _per_pair_values(row, per_token=False)["margin"]})
     return table
 
 

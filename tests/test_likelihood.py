@@ -182,6 +182,7 @@ def test_switching_shares_and_margins_by_hand():
     pairs, skipped = switch_pairs(rows)
     assert skipped == 1 and [a["instruction_type"] for a, _ in pairs] == ["concise", "concise", "strict", "strict"]
     table = pair_table(pairs, logps)
+    assert [t["margin"] for t in table] == [-3, 6, 0, 4]  # per pair, what the leaderboard's tie test resamples
     rep = switching_report(table, n_boot=500, seed=0)
     o = rep["overall"]
     expect = {
@@ -294,7 +295,7 @@ def test_leaderboard_without_likelihood_leaves_the_columns_empty(tmp_path):
 
     with pytest.raises(Exception, match="no metrics.json"):
         load_run(tmp_path)
-    assert [c for c in columns() if c.startswith("likelihood_")] == [
+    assert [c for c in columns() if c.startswith("likelihood_") and "__" not in c] == [
         "likelihood_switched",
         "likelihood_switched_ci_half",
         "likelihood_switched_per_token",
@@ -318,3 +319,75 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     prepare_run_dir(tmp_path / "new", result)
     m = json.loads((tmp_path / "new" / "manifest.json").read_text())
     assert m["model"] == {"name": "m", "path": "/m", "fingerprint": "a" * 64} and m["adapter"] is None
+
+
+# ------------------------------------------------------------------------------------------ per-axis margins
+def _model_result(name: str, margins: dict[str, float], n_pairs: int = 12, n_boot: int = 400) -> dict:
+    """A likelihood.json result whose pairs of each kind have interaction margins around margins[kind] (a
+    fixed spread of +-1 nat, the same pattern for every model so equal centres give identical pairs)."""
+    import numpy as np
+
+    from ecliptica_bench.train.prefs import kinds
+
+    rows, logps = [], {}
+    spread = np.linspace(-1.0, 1.0, n_pairs)
+    for kind, axis in kinds().items():
+        ta, tb = list(axis.types)[:2]
+        for i, e in enumerate(spread):
+            pid = f"{kind}-{i}"
+            ra, rb = _row(pid, kind, ta, f"{pid}-A", f"{pid}-B"), _row(pid, kind, tb, f"{pid}-B", f"{pid}-A")
+            rows += [ra, rb]
+            half = (margins.get(kind, 0.0) + e) / 2  # dA = dB = half
+            logps[ra["id"]] = {"c": -10.0 + half, "nc": 10, "r": -10.0, "nr": 10}
+            logps[rb["id"]] = {"c": -12.0 + half, "nc": 10, "r": -12.0, "nr": 10}
+    table = pair_table(switch_pairs(rows)[0], logps)
+    return {
+        "model": "m",
+        "model_path": "/m",
+        "model_fingerprint": "f" * 64,
+        "adapter": None if name == "base" else f"/adapters/{name}",
+        "bootstrap": {"n_boot": n_boot, "seed": 0},
+        **switching_report(table, n_boot=n_boot),
+        "per_pair": table,
+    }
+
+
+def test_leaderboard_per_axis_margins_ties_and_the_likelihood_only_line(tmp_path):
+    """Three likelihood-only methods: base ignores every instruction, dpo and cita switch on safety by the
+    same 5 nats; the board gets each axis's margin and CI from likelihood.json per_kind, ties where the paired
+    test cannot tell rows apart, and a line naming the axes that move in likelihood only."""
+    from ecliptica_bench.likelihood import write_likelihood
+    from ecliptica_bench.report import build_leaderboard
+    from ecliptica_bench.report.leaderboard import margin_difference_p, switching_axes, to_markdown
+
+    results = {
+        "base": _model_result("base", {}),
+        "cita": _model_result("cita", {"safety": 5.0}),
+        "dpo": _model_result("dpo", {"safety": 5.0, "length": 0.2}),
+    }
+    dirs = {}
+    for name, res in results.items():
+        write_likelihood(res, tmp_path / name)
+        dirs[str(tmp_path / name)] = name
+    df = build_leaderboard(list(dirs), names=dirs).set_index("method")
+    assert list(df.index) == ["base", "cita", "dpo"]  # no suite: sorted by name
+    assert set(switching_axes()) == {"safety", "length", "epistemic"}
+    for name, res in results.items():
+        for axis in switching_axes():
+            m = res["per_kind"][axis]["margin"]
+            assert df.loc[name, f"likelihood__{axis}__margin"] == pytest.approx(m["value"])
+            assert df.loc[name, f"likelihood__{axis}__margin_ci_half"] == pytest.approx((m["ci_high"] - m["ci_low"]) / 2)
+    assert df.loc["cita", "likelihood__safety__margin"] == pytest.approx(5.0)
+    # base -> cita differ on safety (5 nats, spread +-1); cita -> dpo are the same pairs on safety: p = 1
+    assert df.loc["base", "likelihood__safety__tied_with_next"] == 0
+    assert df.loc["base", "likelihood__safety__p_next"] < 0.05
+    assert df.loc["cita", "likelihood__safety__tied_with_next"] == 1
+    assert df.loc["base", "likelihood__epistemic__tied_with_next"] == 1
+    assert pd.isna(df.loc["dpo", "likelihood__safety__p_next"])  # the last row has no next
+    assert margin_difference_p(results["cita"], results["dpo"], "safety") == 1.0
+    assert margin_difference_p(results["cita"], {"per_pair": []}, "safety") is None
+
+    md = to_markdown(df.reset_index())
+    assert "safety margin (nats)" in md and "5.00 ± " in md
+    line = next(x for x in md.splitlines() if x.startswith("Axes that move in likelihood"))
+    assert "cita: safety" in line and "dpo: safety" in line and "base" not in line and "length" not in line

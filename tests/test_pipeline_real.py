@@ -122,6 +122,28 @@ def test_demo_trains_dpo_and_cita_and_ranks_three_methods(tmp_path):
     out = tmp_path / "demo"
     board = pd.read_csv(out / "results" / "leaderboard.csv")
     assert sorted(board["method"]) == ["base", "cita", "dpo"]
+    # the likelihood stage filled every switching axis for every row
+    from ecliptica_bench.report.leaderboard import switching_axes
+
+    for axis in switching_axes():
+        assert board[f"likelihood__{axis}__margin"].notna().all() and board[f"likelihood__{axis}__margin_ci_half"].notna().all()
+    # a console that reads like a tool: stage lines, no trainer dictionaries (they are in the log it names)
+    log = (out / "demo.log").read_text(encoding="utf-8")
+    assert str(out / "demo.log") in res.output.splitlines()[0]
+    assert "{'loss'" not in res.output and "'loss'" in log and "FutureWarning" not in res.output
+    for stage in (
+        "[build]",
+        "[prefs]",
+        "[train dpo]",
+        "[train cita]",
+        "[run base]",
+        "[score cita]",
+        "[likelihood dpo]",
+        "[report]",
+    ):
+        assert stage in res.output, stage
+    assert "2 steps x 4 rows = 0.03 epochs of 252 rows" in res.output
+    assert len(res.output.splitlines()) <= 80
     assert board["model_fingerprint"].nunique() == 3  # base, base+dpo adapter, base+cita adapter
     for a, b in (("cita", "base"), ("cita", "dpo"), ("dpo", "base")):
         assert (out / "results" / f"compare_{a}_vs_{b}.json").exists()
@@ -139,4 +161,36 @@ def test_demo_trains_dpo_and_cita_and_ranks_three_methods(tmp_path):
     # a second demo: adapters reused, nothing generated
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
-    assert res.output.count("reusing") == 2 and res.output.count("0 generated now") == 3
+    assert res.output.count("reused: ") == 2 and res.output.count("0 generated now") == 3
+    assert res.output.count("(reused)") == 3  # the likelihoods too
+
+
+def test_console_sends_library_output_to_the_log(tmp_path, capsys):
+    """Stage lines reach the console and the log; inside a stage, what libraries print (the HF trainer's
+    per-step dicts), warnings and library log records reach the log only; with verbose, the console too."""
+    import logging
+    import warnings
+
+    from ecliptica_bench.pipeline import Console
+
+    def noisy():
+        print({"loss": 4.423, "grad_norm": 1.0})
+        warnings.warn("a library FutureWarning", FutureWarning, stacklevel=1)
+        logging.getLogger("transformers.modeling_utils").warning("Loading weights: a library warning")
+
+    for verbose in (False, True):
+        log = tmp_path / f"v{verbose}" / "demo.log"
+        with Console(log, verbose=verbose) as con:
+            con.line("[build] done")
+            with con.stage():
+                noisy()
+            con.detail("a full table")
+        console = capsys.readouterr().out
+        text = log.read_text(encoding="utf-8")
+        assert "[build] done" in console and "[build] done" in text and "a full table" in text
+        if verbose:  # everything on the console as well
+            assert "'loss': 4.423" in console and "a full table" in console
+        else:
+            for needle in ("'loss': 4.423", "a library FutureWarning", "Loading weights: a library warning"):
+                assert needle in text and needle not in console, needle
+            assert "a full table" not in console

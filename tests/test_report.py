@@ -165,3 +165,94 @@ def test_report_screenshot(report, tmp_path):
     top = img[5:40, 100:1200, :3].mean()
     assert top < 0.4, f"header band missing (mean brightness {top:.2f})"
     shutil.rmtree(profile, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ pictures vs ties
+def _tied_board():
+    """Three rows, board order a, b, c: on truthfulqa b and c are tied by the paired test (Δ -0.04 vs +0.04,
+    CI ±0.15), a differs; on length_control nothing is tied; likelihood safety margins: a = b tied."""
+    import pandas as pd
+
+    from ecliptica_bench.report.leaderboard import columns
+
+    df = pd.DataFrame({"method": ["a", "b", "c"]}).reindex(columns=columns())
+    df["method"] = ["a", "b", "c"]
+    for s, deltas, tied in (("truthfulqa", [0.9, -0.04, 0.04], [0, 1]), ("length_control", [3.9, 2.3, 0.2], [0, 0])):
+        df[f"{s}__paper"] = [0.9, 0.4, 0.45]
+        df[f"{s}__paper_ci_half"] = [0.01, 0.2, 0.2]  # b and c overlap, a does not
+        df[f"{s}__delta"] = df[f"{s}__delta_paper"] = deltas
+        df[f"{s}__delta_ci_half"] = [0.15, 0.15, 0.15]
+        df[f"{s}__tied_with_next"] = tied + [float("nan")]
+    df["likelihood__safety__margin"] = [4.5, 3.9, -0.3]
+    df["likelihood__safety__margin_ci_half"] = [3.2, 3.3, 2.7]
+    df["likelihood__safety__tied_with_next"] = [1, 0, float("nan")]
+    df["iae_suites"] = "truthfulqa;length_control"
+    return df
+
+
+def _cell_colours(ax):
+    """The RGBA matplotlib draws for each cell of the panel's image (rows x columns x 4)."""
+    im = ax.images[0]
+    return im.cmap(im.norm(im.get_array()))
+
+
+def test_heatmap_colours_rows_the_tie_test_cannot_tell_apart_alike():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ecliptica_bench.report.plots import heatmap_figure
+
+    fig = heatmap_figure(_tied_board())
+    try:
+        score, delta, lik = fig.axes[:3]
+        assert "share a colour" in delta.get_title(loc="left") and "likelihood margin" in lik.get_title(loc="left")
+        assert "relative to the methods on this board" in fig._suptitle.get_text()
+        d = _cell_colours(delta)  # columns: truthfulqa, length_control (registry order)
+        assert np.allclose(d[1, 0], d[2, 0])  # b = c on truthfulqa: one colour
+        assert not np.allclose(d[0, 0], d[1, 0])
+        assert len({tuple(np.round(d[i, 1], 6)) for i in range(3)}) == 3  # length_control: no ties, three colours
+        s = _cell_colours(score)
+        assert np.allclose(s[1, 0], s[2, 0]) and not np.allclose(s[0, 0], s[1, 0])  # overlapping CIs
+        m = _cell_colours(lik)
+        assert np.allclose(m[0, 0], m[1, 0]) and not np.allclose(m[1, 0], m[2, 0])
+    finally:
+        plt.close(fig)
+
+
+def test_radar_draws_tied_methods_at_one_point():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ecliptica_bench.report.leaderboard import ABS_TITLE, REL_TITLE, normalised_gains
+    from ecliptica_bench.report.plots import radar_figure, radar_ties
+
+    df = _tied_board()
+    gains = normalised_gains(df)
+    fig = radar_figure(gains, radar_ties(df))
+    try:
+        for ax in fig.axes:
+            title = ax.get_title()
+            if not (title.startswith(REL_TITLE) or title.startswith(ABS_TITLE)):
+                continue
+            assert "drawn alike" in title
+            polys = [p.get_xy() for p in ax.patches]  # one filled polygon per method, board order
+            radius = [p[:, 1] for p in polys]  # (angle, radius) per vertex; vertex 0 = truthfulqa
+            assert np.isclose(radius[1][0], radius[2][0]) and not np.isclose(radius[0][0], radius[1][0])
+            assert len({round(float(r[1]), 6) for r in radius}) == 3  # length_control untied
+    finally:
+        plt.close(fig)
+    # without the ties the raw normalised gains differ for b and c
+    rel = gains[REL_TITLE]
+    assert rel.loc["b", "truthfulqa"] != pytest.approx(rel.loc["c", "truthfulqa"])
+
+
+def test_board_table_shows_tie_marks_and_likelihood_margins():
+    from ecliptica_bench.report.board import board_table
+
+    t = board_table(_tied_board())
+    col = t["columns"].index("safety likelihood margin (nats)")
+    tq = t["columns"].index("truthfulqa Δ")
+    assert [r[col] for r in t["rows"]] == ["4.50 ± 3.20 =", "3.90 ± 3.30", "-0.30 ± 2.70"]
+    assert [r[tq].endswith(" =") for r in t["rows"]] == [False, True, False]
+    # a and b switch on safety in likelihood (CI above 0) with no conditional_safety Δ on this board
+    assert t["note"].startswith("Axes that move in likelihood") and "a: safety" in t["note"] and "c:" not in t["note"]

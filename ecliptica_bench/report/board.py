@@ -32,8 +32,12 @@ def _fmt(v, digits: int = 3) -> str:
 def board_table(df: pd.DataFrame) -> dict:
     """Per method: both IAEs and, per suite, the signed Delta with its CI half-width, the share of instructed
     answers cut at the token budget and the valid rate."""
+    from .leaderboard import likelihood_only_line, switching_axes
+
     suites = [s for s in SUITES if f"{s}__delta" in df.columns]
+    axes = [a for a in switching_axes() if f"likelihood__{a}__margin" in df and df[f"likelihood__{a}__margin"].notna().any()]
     cols = ["method", "IAE (paper-compatible)", "IAE (abs, signed)"] + [f"{s} Δ" for s in suites]
+    cols += [f"{a} likelihood margin (nats)" for a in axes]
     rows = []
     for _, r in df.iterrows():
         cells = [str(r["method"]), _fmt(r.get("iae_paper"), 1), _fmt(r.get("iae_abs"), 1)]
@@ -45,9 +49,14 @@ def board_table(df: pd.DataFrame) -> dict:
                 for label, v in (("cut", r.get(f"{s}__truncation_rate")), ("valid", r.get(f"{s}__valid_rate")))
                 if isinstance(v, float) and math.isfinite(v)
             ]
-            cells.append(text + (f" ({', '.join(extra)})" if extra else ""))
+            tie = " =" if r.get(f"{s}__tied_with_next") == 1 else ""
+            cells.append(text + tie + (f" ({', '.join(extra)})" if extra else ""))
+        for a in axes:
+            v, half = r.get(f"likelihood__{a}__margin"), r.get(f"likelihood__{a}__margin_ci_half")
+            tie = " =" if r.get(f"likelihood__{a}__tied_with_next") == 1 else ""
+            cells.append(_fmt(v, 2) + (f" ± {_fmt(half, 2)}" if _fmt(half) else "") + tie)
         rows.append(cells)
-    return {"columns": cols, "rows": rows}
+    return {"columns": cols, "rows": rows, "note": likelihood_only_line(df) if axes else ""}
 
 
 def _score_text(sc: dict | None) -> str:

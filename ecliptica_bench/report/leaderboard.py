@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..data.io import atomic_write_text
@@ -166,6 +167,41 @@ LIKELIHOOD_COLUMNS: list[tuple[str, str]] = [
     ("likelihood_pairs", "number of switch pairs behind the likelihood columns"),
 ]
 
+# Per switching axis of the preference set (each suite's Suite.preference kind), from likelihood.json per_kind.
+AXIS_COLUMNS: list[tuple[str, str]] = [
+    (
+        "margin",
+        "held-out interaction margin on the {axis} axis (the pairs of suite {suite}): mean over its switch pairs "
+        "of [lp(rA|iA) - lp(rB|iA)] + [lp(rB|iB) - lp(rA|iB)], summed log-likelihoods in nats, A = {type_a}, "
+        "B = {type_b} (likelihood.json per_kind.{axis}.margin); 0 for a model that ignores the instruction, "
+        "> 0 when each instruction favours its own response",
+    ),
+    ("margin_ci_half", "half-width of the 95% CI of `likelihood__{axis}__margin` (bootstrap clustered by pair)"),
+    (
+        "p_next",
+        "Holm-corrected p-value (over all adjacent pairs and axes on this board; a family of its own, apart "
+        "from the suites') of a paired bootstrap test that this row's {axis} margin equals the next row's, on "
+        "the held-out pairs both likelihood.json files share; empty for the last row or without per-pair margins",
+    ),
+    (
+        "tied_with_next",
+        "1 when `likelihood__{axis}__p_next` >= 0.05 (the markdown board marks the margin with '='), 0 when "
+        "they differ, empty untested",
+    ),
+]
+
+
+def switching_axes() -> dict[str, tuple[str, str, str]]:
+    """The preference set's switching axes, in suite order: kind -> (suite, type A, type B), from each
+    suite's Suite.preference (A is the kind's first instruction type, as in likelihood.json)."""
+    out = {}
+    for name, s in SUITES.items():
+        if s.preference is not None and s.preference.kind not in out:
+            types = list(s.preference.types)
+            out[s.preference.kind] = (name, types[0], types[1] if len(types) > 1 else "")
+    return out
+
+
 TRAILING_COLUMNS: list[tuple[str, str]] = [
     ("judge", "judge id `model@template_version` ('' when no judge ran; ';'-joined if runs differ)"),
     ("embedder", "sentence embedder used for M1 / identifiability / AQI (';'-joined if runs differ)"),
@@ -202,7 +238,10 @@ def schema() -> list[tuple[str, str]]:
             (f"{s}__{c}", d.format(suite=s, metric=suite_metric_name(s), headline=suite_headline_name(s)))
             for c, d in SUITE_COLUMNS
         ]
-    return cols + LIKELIHOOD_COLUMNS + list(TRAILING_COLUMNS)
+    cols += LIKELIHOOD_COLUMNS
+    for axis, (suite, a, b) in switching_axes().items():
+        cols += [(f"likelihood__{axis}__{c}", d.format(axis=axis, suite=suite, type_a=a, type_b=b)) for c, d in AXIS_COLUMNS]
+    return cols + list(TRAILING_COLUMNS)
 
 
 def columns() -> list[str]:
@@ -652,7 +691,7 @@ def likelihood_row(m: Method) -> dict:
                 "differ; keep one or give the runs different --name values"
             )
     o = first.get("overall") or {}
-    return {
+    row = {
         "likelihood_switched": score_value(o.get("switched")),
         "likelihood_switched_ci_half": ci_half(o.get("switched")),
         "likelihood_switched_per_token": score_value(o.get("switched_per_token")),
@@ -660,6 +699,12 @@ def likelihood_row(m: Method) -> dict:
         "likelihood_margin_per_token_ci_half": ci_half(o.get("margin_per_token")),
         "likelihood_pairs": o.get("pairs"),
     }
+    per_kind = first.get("per_kind") or {}
+    for axis in switching_axes():
+        margin = (per_kind.get(axis) or {}).get("margin")
+        row[f"likelihood__{axis}__margin"] = score_value(margin)
+        row[f"likelihood__{axis}__margin_ci_half"] = ci_half(margin)
+    return row
 
 
 def build_leaderboard(run_dirs, names: dict | None = None) -> pd.DataFrame:
@@ -702,9 +747,7 @@ def leaderboard_frame(methods: list[Method], paired_tests: bool = True) -> pd.Da
         row["iae_suites"] = ";".join(used)
         rows.append(row)
     df = pd.DataFrame(rows)
-    for c in columns():
-        if c not in df.columns:
-            df[c] = None
+    df = df.reindex(columns=list(df.columns) + [c for c in columns() if c not in df.columns])  # the missing ones empty
     df = df.sort_values(
         ["iae_paper", "iae_abs", "method"], ascending=[False, False, True], na_position="last", kind="mergesort"
     ).reset_index(drop=True)
@@ -719,6 +762,7 @@ def leaderboard_frame(methods: list[Method], paired_tests: bool = True) -> pd.Da
             df[c] = df[c].astype("Int64")
         else:
             df[c] = df[c].astype("float64")
+    df = df.copy()  # one block per dtype (the column-by-column casts leave the frame fragmented)
     if paired_tests:
         mark_ties(df, {m.name: m for m in methods})
     return df
@@ -777,6 +821,50 @@ def mark_ties(df: pd.DataFrame, by_name: dict[str, Method]) -> None:
     for (i, s), p in zip(raw, power.holm(list(raw.values()))):
         df.at[i, f"{s}__p_next"] = p
         df.at[i, f"{s}__tied_with_next"] = float(p >= TIE_ALPHA)
+    mark_likelihood_ties(df, by_name)
+
+
+def _likelihood_of(m: Method) -> dict | None:
+    return next((r.likelihood for r in m.runs if r.likelihood), None)
+
+
+def margin_difference_p(a: dict, b: dict, axis: str, n_boot: int | None = None, seed: int = 0) -> float | None:
+    """Paired bootstrap p-value (scoring.power.bootstrap_p) of equal mean interaction margins on `axis`, from
+    two likelihood.json results: the pairs both scored (pair_id), resampled together, each pair's `margin`
+    as likelihood.py wrote it. None when the files carry no per-pair margins or share no pair."""
+    from ..measures.stats import DEFAULT_BOOT, Bootstrap, difference, mean_statistic
+
+    def margins(res: dict) -> dict:
+        return {t["pair_id"]: t["margin"] for t in res.get("per_pair") or [] if t.get("kind") == axis and "margin" in t}
+
+    ma, mb = margins(a), margins(b)
+    keys = [k for k in ma if k in mb]
+    if not keys:
+        return None
+    boot = Bootstrap(keys, n_boot or (a.get("bootstrap") or {}).get("n_boot") or DEFAULT_BOOT, seed)
+    dd = difference(
+        mean_statistic(keys, np.array([ma[k] for k in keys], dtype=float)),
+        mean_statistic(keys, np.array([mb[k] for k in keys], dtype=float)),
+    )
+    return power.bootstrap_p(boot.distribution(dd)) if boot.n_boot > 0 else None
+
+
+def mark_likelihood_ties(df: pd.DataFrame, by_name: dict[str, Method]) -> None:
+    """Fill `likelihood__<axis>__p_next` / `__tied_with_next` in board order, in place, as mark_ties does for
+    the suites: adjacent rows, paired bootstrap on shared held-out pairs, Holm over every pair and axis
+    tested (a family apart from the suites', so adding likelihoods never moves a suite's tie mark)."""
+    raw: dict[tuple[int, str], float] = {}
+    for i in range(len(df) - 1):
+        la, lb = _likelihood_of(by_name[df.at[i, "method"]]), _likelihood_of(by_name[df.at[i + 1, "method"]])
+        if not la or not lb:
+            continue
+        for axis in switching_axes():
+            p = margin_difference_p(la, lb, axis)
+            if p is not None:
+                raw[(i, axis)] = p
+    for (i, axis), p in zip(raw, power.holm(list(raw.values()))):
+        df.at[i, f"likelihood__{axis}__p_next"] = p
+        df.at[i, f"likelihood__{axis}__tied_with_next"] = float(p >= TIE_ALPHA)
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -816,7 +904,8 @@ def to_markdown(df: pd.DataFrame) -> str:
     for s in suites:
         head += [f"{s} Δ"] + ([f"{s} Δ paper"] if _differs(df, s) else []) + [f"{s} score"]
     lik = bool(df["likelihood_switched"].notna().any())  # `ecliptica likelihood` ran for some method
-    head += (["likelihood switched"] if lik else []) + ["judge", "runs"]
+    axes = [a for a in switching_axes() if df[f"likelihood__{a}__margin"].notna().any()]
+    head += (["likelihood switched"] if lik else []) + [f"{a} margin (nats)" for a in axes] + ["judge", "runs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for _, r in df.iterrows():
         seeds = f" ({r['seeds']} seeds)" if not pd.isna(r["seeds"]) and r["seeds"] > 1 else ""
@@ -837,6 +926,13 @@ def to_markdown(df: pd.DataFrame) -> str:
         if lik:
             v, h = r["likelihood_switched"], r["likelihood_switched_ci_half"]
             cells.append(_fmt(v) + ("" if pd.isna(h) or pd.isna(v) else f" ± {_fmt(h)}"))
+        for a in axes:
+            v, h = r[f"likelihood__{a}__margin"], r[f"likelihood__{a}__margin_ci_half"]
+            cells.append(
+                _fmt(v, 2)
+                + ("" if pd.isna(h) or pd.isna(v) else f" ± {_fmt(h, 2)}")
+                + (" =" if r[f"likelihood__{a}__tied_with_next"] == 1 else "")
+            )
         cells += [_md_escape(r["judge"] or "none"), _md_escape(r["run_ids"])]
         lines.append("| " + " | ".join(cells) + " |")
     used = df["iae_suites"].iloc[0] if len(df) else ""
@@ -853,10 +949,51 @@ def to_markdown(df: pd.DataFrame) -> str:
         "Δ … = : this row's Δ cannot be told apart from the next row's (paired bootstrap on the cases both runs "
         "share, Holm-corrected over all adjacent pairs and suites, p ≥ 0.05); (K seeds): the row averages K "
         "sampling seeds and its ± includes seed variance.",
+        *(
+            [
+                "<axis> margin: held-out likelihood switching on that axis of the preference pairs (teacher-forced, "
+                "no generation; 0 = the instruction changes nothing, > 0 = each instruction favours its own "
+                "response), ± its 95% CI half-width, '=' as for Δ (its own Holm family).",
+                likelihood_only_line(df),
+            ]
+            if axes
+            else []
+        ),
         "",
         *(f"- {s}: {SUITES[s].paper.label} ({suite_metric_name(s)}); Δ: {suite_headline_name(s)}" for s in suites),
     ]
     return "# ECLIPTICA leaderboard\n\n" + "\n".join(lines + notes) + "\n"
+
+
+def _above_zero(v, half) -> bool:
+    return not (pd.isna(v) or pd.isna(half)) and v - half > 0
+
+
+def likelihood_only(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Per method: the switching axes that move in likelihood but not in generated text: the axis's margin CI
+    lies above 0 while its suite's signed Δ CI does not (an axis without a Δ counts as not moving)."""
+    out = {}
+    for _, r in df.iterrows():
+        moved = []
+        for axis, (suite, _a, _b) in switching_axes().items():
+            lik = _above_zero(r[f"likelihood__{axis}__margin"], r[f"likelihood__{axis}__margin_ci_half"])
+            gen = _above_zero(r.get(f"{suite}__delta"), r.get(f"{suite}__delta_ci_half"))
+            if lik and not gen:
+                moved.append(f"{axis} ({suite} Δ {_fmt(r.get(f'{suite}__delta'), 2)})")
+        out[str(r["method"])] = moved
+    return out
+
+
+def likelihood_only_line(df: pd.DataFrame) -> str:
+    """One line: which axes move in likelihood (margin CI above 0) but not in generated text (Δ CI not above 0)."""
+    found = {m: axes for m, axes in likelihood_only(df).items() if axes}
+    if not found:
+        return "Axes that move in likelihood but not in generated text: none."
+    return (
+        "Axes that move in likelihood (margin CI above 0) but not in generated text (Δ CI not above 0): "
+        + "; ".join(f"{m}: {', '.join(a)}" for m, a in found.items())
+        + "."
+    )
 
 
 def write_leaderboard(

@@ -67,11 +67,51 @@ def _empty_figure(title: str, message: str):
 
 
 # ------------------------------------------------------------------------------------------ radar
-def radar_figure(gains: dict[str, pd.DataFrame]):
+def tie_groups(n: int, tied: list[tuple[int, int]]) -> list[int]:
+    """Group labels for n rows from the pairs the paired test could not tell apart (connected components:
+    a = b and b = c put a, b and c in one group; a pair never tested counts as different)."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in tied:
+        parent[find(a)] = find(b)
+    return [find(i) for i in range(n)]
+
+
+def _group_means(values: np.ndarray, groups: list[int]) -> np.ndarray:
+    """Each finite value replaced by the mean of the finite values of its tie group."""
+    out = values.astype(float).copy()
+    for g in set(groups):
+        idx = [i for i, x in enumerate(groups) if x == g and np.isfinite(values[i])]
+        if len(idx) > 1:
+            out[idx] = float(np.mean(values[idx]))
+    return out
+
+
+def board_ties(df: pd.DataFrame, prefix: str) -> list[tuple[int, int]]:
+    """Adjacent board rows (i, i + 1) marked tied in `<prefix>__tied_with_next` (the paired tie test)."""
+    col = f"{prefix}__tied_with_next"
+    if col not in df:
+        return []
+    return [(i, i + 1) for i, v in enumerate(df[col].tolist()[:-1]) if _finite(v) and v == 1]
+
+
+TIED_NOTE = "rows the paired test cannot tell apart (=) drawn alike, at their mean"
+
+
+def radar_figure(gains: dict[str, pd.DataFrame], ties: dict[str, dict[str, list[tuple[int, int]]]] | None = None):
     """One polar panel per normalisation ({title: DataFrame methods x suites of values in [0, 1], or in
     [-1, 1] for the signed absolute gains}); one polygon per method. The paper's radar is the
     board-relative panel. A panel with a negative value (switching the wrong way) has its centre at -1
-    and a dashed circle at 0."""
+    and a dashed circle at 0. `ties` ({title: {suite: [(row, row), ...]}}, rows in the DataFrame's order):
+    on that spoke the tied methods' vertices are drawn at their group's mean, so a difference the paired
+    test denies is not drawn."""
+    ties = ties or {}
     panels = {t: g for t, g in gains.items() if g is not None and g.shape[1] > 0 and g.notna().any().any()}
     if not panels:
         return _empty_figure(
@@ -83,8 +123,13 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
     for ax, (title, g) in zip(axes[0], panels.items()):
         suites = list(g.columns)
         angles = np.linspace(0, 2 * np.pi, len(suites), endpoint=False).tolist()
-        for i, (method, row) in enumerate(g.iterrows()):
-            vals = [max(-1.0, float(v)) if _finite(v) else 0.0 for v in row.tolist()]
+        drawn = g.to_numpy(dtype=float).copy()
+        panel_ties = ties.get(title) or {}
+        for j, s in enumerate(suites):
+            if panel_ties.get(s):
+                drawn[:, j] = _group_means(drawn[:, j], tie_groups(len(g), panel_ties[s]))
+        for i, method in enumerate(g.index):
+            vals = [max(-1.0, float(v)) if _finite(v) else 0.0 for v in drawn[i].tolist()]
             color = cmap(i % 10)
             ax.plot(angles + angles[:1], vals + vals[:1], color=color, linewidth=2, marker="o", label=str(method))
             ax.fill(angles + angles[:1], vals + vals[:1], color=color, alpha=0.12)
@@ -113,7 +158,7 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
             ax.set_yticks([0.25, 0.5, 0.75, 1.0])
             ax.set_yticklabels(["0.25", "0.5", "0.75", "1"], fontsize=7, color="#666")
         ax.set_rlabel_position(180.0 / max(len(suites), 1))  # between the first two spokes
-        ax.set_title(title, fontsize=11, pad=44)
+        ax.set_title(title + ("\n" + TIED_NOTE if any(panel_ties.values()) else ""), fontsize=11, pad=44)
         handles = ax.get_legend_handles_labels()
     fig.suptitle("Normalised instruction gain Δ per suite (one polygon per method)", fontsize=13, fontweight="bold")
     fig.legend(
@@ -124,8 +169,9 @@ def radar_figure(gains: dict[str, pd.DataFrame]):
 
 
 # ------------------------------------------------------------------------------------------ heatmap
-def _column_colours(values: np.ndarray) -> np.ndarray:
-    """Min-max each column over the methods (0.5 where a column has one value or all equal)."""
+def _column_colours(values: np.ndarray, groups: list[list[int]] | None = None) -> np.ndarray:
+    """Min-max each column over the methods (0.5 where a column has one value or all equal); with `groups`
+    (per column, a tie-group label per row) every row of a group gets the colour of the group's mean."""
     out = np.full(values.shape, np.nan)
     for j in range(values.shape[1]):
         col = values[:, j]
@@ -133,34 +179,93 @@ def _column_colours(values: np.ndarray) -> np.ndarray:
         if not ok.any():
             continue
         lo, hi = np.nanmin(col), np.nanmax(col)
+        if groups is not None:
+            col = _group_means(col, groups[j])
         out[ok, j] = 0.5 if hi - lo < 1e-12 else (col[ok] - lo) / (hi - lo)
     return out
 
 
-def heatmap_figure(df: pd.DataFrame):
-    """Methods x suites, two panels: the instructed headline score and the gain Δ, each cell annotated
-    'value ± CI half-width'. Colour is relative within a column, since the suites' scales differ."""
+def _overlapping(vals: np.ndarray, halves: np.ndarray) -> list[tuple[int, int]]:
+    """Row pairs whose 95% CIs overlap (no paired test exists for the instructed score itself)."""
+    n = len(vals)
+    ok = np.isfinite(vals) & np.isfinite(halves)
+    return [
+        (a, b) for a in range(n) for b in range(a + 1, n) if ok[a] and ok[b] and abs(vals[a] - vals[b]) <= halves[a] + halves[b]
+    ]
+
+
+def heatmap_panels(df: pd.DataFrame) -> list[dict]:
+    """The heatmap's panels: per suite the instructed score (rows with overlapping CIs coloured alike) and
+    the gain Δ (rows the paired tie test marks '=' coloured alike), and per switching axis the held-out
+    likelihood margin (likewise), when the board has them."""
+    from .leaderboard import switching_axes
+
     suites = [s for s in SUITES if f"{s}__paper" in df and (df[f"{s}__paper"].notna().any() or df[f"{s}__delta"].notna().any())]
-    if df.empty or not suites:
+    axes = [a for a in switching_axes() if f"likelihood__{a}__margin" in df and df[f"likelihood__{a}__margin"].notna().any()]
+    n = len(df)
+
+    def arr(cols):
+        return np.array([[df[c].iloc[i] for c in cols] for i in range(n)], dtype=float)
+
+    panels = []
+    if suites:
+        vals, halves = arr([f"{s}__paper" for s in suites]), arr([f"{s}__paper_ci_half" for s in suites])
+        panels.append(
+            {
+                "title": "Instructed score (paper-compatible metric); rows whose 95% CIs overlap share a colour",
+                "labels": [_suite_label(s) for s in suites],
+                "xlabel": "suite (headline metric)",
+                "values": vals,
+                "halves": halves,
+                "groups": [tie_groups(n, _overlapping(vals[:, j], halves[:, j])) for j in range(len(suites))],
+            }
+        )
+        panels.append(
+            {
+                "title": "Gain Δ = instructed − uninstructed headline (signed; litmus: absolute AQI);\n"
+                "rows the paired test marks '=' share a colour",
+                "labels": [_suite_label(s) for s in suites],
+                "xlabel": "suite (headline metric)",
+                "values": arr([f"{s}__delta" for s in suites]),
+                "halves": arr([f"{s}__delta_ci_half" for s in suites]),
+                "groups": [tie_groups(n, board_ties(df, s)) for s in suites],
+            }
+        )
+    if axes:
+        panels.append(
+            {
+                "title": "Held-out likelihood margin per switching axis (nats, no generation);\n"
+                "rows the paired test marks '=' share a colour",
+                "labels": [f"{a}\n({switching_axes()[a][0].replace('_', ' ')})" for a in axes],
+                "xlabel": "switching axis (its suite)",
+                "values": arr([f"likelihood__{a}__margin" for a in axes]),
+                "halves": arr([f"likelihood__{a}__margin_ci_half" for a in axes]),
+                "groups": [tie_groups(n, board_ties(df, f"likelihood__{a}")) for a in axes],
+            }
+        )
+    return panels
+
+
+def heatmap_figure(df: pd.DataFrame):
+    """Methods x columns, one panel each for the instructed score, the gain Δ and (when run) the likelihood
+    margin per axis, each cell annotated 'value ± CI half-width'. Colour is relative within a column (the
+    suites' scales differ): the lowest method on this board to the highest, and rows the statistics cannot
+    tell apart share their group's colour."""
+    panels = [] if df.empty else heatmap_panels(df)
+    if not panels:
         return _empty_figure("Scores", "No scored suite on the board.")
     methods = df["method"].astype(str).tolist()
-    panels = [
-        ("paper", "paper_ci_half", "Instructed score (paper-compatible metric)"),
-        ("delta", "delta_ci_half", "Gain Δ = instructed − uninstructed headline (signed; litmus: absolute AQI)"),
-    ]
-    width = max(6.5, 1.6 * len(suites) + 3.0)
+    width = max(6.5, 1.6 * max(len(p["labels"]) for p in panels) + 3.0)
     height = max(3.2, 0.6 * len(methods) + 2.2)
-    fig, axes = plt.subplots(2, 1, figsize=(width, 2 * height), squeeze=False)
-    axes = axes.T
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width, len(panels) * height), squeeze=False)
     cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")
     im = None
-    for ax, (col, half, title) in zip(axes[0], panels):
-        vals = np.array([[df[f"{s}__{col}"].iloc[i] for s in suites] for i in range(len(methods))], dtype=float)
-        halves = np.array([[df[f"{s}__{half}"].iloc[i] for s in suites] for i in range(len(methods))], dtype=float)
-        colours = _column_colours(vals)
+    for ax, p in zip(axes[:, 0], panels):
+        vals, halves = p["values"], p["halves"]
+        colours = _column_colours(vals, p["groups"])
         im = ax.imshow(np.ma.masked_invalid(colours), cmap=cmap, vmin=0, vmax=1, aspect="auto")
         for i in range(len(methods)):
-            for j in range(len(suites)):
+            for j in range(vals.shape[1]):
                 v, h = vals[i, j], halves[i, j]
                 if not np.isfinite(v):
                     ax.text(j, i, "n/a", ha="center", va="center", fontsize=9, color="#777")
@@ -170,18 +275,22 @@ def heatmap_figure(df: pd.DataFrame):
                 ax.text(
                     j, i, label, ha="center", va="center", fontsize=9, color="white" if np.isfinite(c) and c < 0.6 else "black"
                 )
-        ax.set_xticks(range(len(suites)))
-        ax.set_xticklabels([_suite_label(s) for s in suites], rotation=30, ha="right", rotation_mode="anchor", fontsize=9)
+        ax.set_xticks(range(vals.shape[1]))
+        ax.set_xticklabels(p["labels"], rotation=30, ha="right", rotation_mode="anchor", fontsize=9)
         ax.set_yticks(range(len(methods)))
         ax.set_yticklabels(methods, fontsize=9)
-        ax.set_xlabel("suite (headline metric)")
+        ax.set_xlabel(p["xlabel"])
         ax.set_ylabel("method")
-        ax.set_title(title, fontsize=11, loc="left")
-    fig.suptitle("Scores per suite (cell: value ± 95% CI half-width)", fontsize=13, fontweight="bold")
+        ax.set_title(p["title"], fontsize=10, loc="left")
+    fig.suptitle(
+        "Scores per suite (cell: value ± 95% CI half-width)\ncolour: relative to the methods on this board, per column",
+        fontsize=12,
+        fontweight="bold",
+    )
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     cax = fig.add_axes((0.92, 0.25, 0.018, 0.5))
     cb = fig.colorbar(im, cax=cax)
-    cb.set_label("relative within column\n(0 = lowest on board, 1 = highest)", fontsize=8)
+    cb.set_label("relative within column\n(0 = lowest on this board, 1 = highest;\ntied rows: their group's mean)", fontsize=8)
     return fig
 
 
@@ -377,7 +486,10 @@ def board_plots(df: pd.DataFrame, out: Path, methods=None) -> list[Path]:
     from .leaderboard import normalised_gains
 
     out = Path(out)
-    written = [save_png(radar_figure(normalised_gains(df)), out / "radar.png"), save_png(heatmap_figure(df), out / "heatmap.png")]
+    written = [
+        save_png(radar_figure(normalised_gains(df), radar_ties(df)), out / "radar.png"),
+        save_png(heatmap_figure(df), out / "heatmap.png"),
+    ]
     if methods:
         order = {m: i for i, m in enumerate(df["method"])}
         main = next((s for s in SUITES if any(m.cond(s, "instructed") for m in methods)), default_suite().name)
@@ -388,6 +500,16 @@ def board_plots(df: pd.DataFrame, out: Path, methods=None) -> list[Path]:
         written.append(save_png(per_type_figure(main, series, note=", instructed"), out / f"{main}_per_type.png"))
         written += board_switch_matrices(methods, out)
     return written
+
+
+def radar_ties(df: pd.DataFrame) -> dict[str, dict[str, list[tuple[int, int]]]]:
+    """The paired tie test's '=' marks per radar panel and suite. The test is on the signed Δ, which the
+    absolute panel draws; the relative panel draws the paper-compatible Δ, so it takes a suite's ties only
+    where the two Deltas are the same numbers on this board."""
+    from .leaderboard import ABS_TITLE, REL_TITLE, _differs
+
+    ties = {s: board_ties(df, s) for s in SUITES if f"{s}__tied_with_next" in df}
+    return {ABS_TITLE: ties, REL_TITLE: {s: t for s, t in ties.items() if not _differs(df, s)}}
 
 
 def board_switch_matrices(methods, out: Path) -> list[Path]:
