@@ -535,6 +535,23 @@ def _judge_spec(spec: str, concurrency: int, timeout: float):
 @click.option("--embedder", default=None, help="Sentence-embedding model folder (default: the embedded all-MiniLM-L6-v2).")
 @click.option("--bootstrap", "n_boot", type=int, default=10000, show_default=True, help="Bootstrap resamples (0 = no CIs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap and classifier seed.")
+@click.option(
+    "--detector",
+    "detector_specs",
+    multiple=True,
+    metavar="KIND=MODEL[:LABEL]",
+    help="A replacement detector (repeatable, one per kind: refusal, hedging): a Hugging Face sequence-classification "
+    "model id or folder, run through transformers (GPU when available); :LABEL names its positive label when "
+    "config.id2label leaves it ambiguous. Its rates are reported beside the keyword and learned detectors'.",
+)
+@click.option(
+    "--detector-validation",
+    "detector_validation",
+    multiple=True,
+    metavar="KIND=FILE",
+    help="Validation figures of the --detector of KIND, a JSON file: {tp, fn, tn, fp} or {pooled: SET, validation: "
+    "{SET: {tp, fn, tn, fp}}}. Without it that detector's corrected rates are unscored (no validation figures).",
+)
 @click.option("--wait", is_flag=True, help="If another command is writing RUN_DIR, wait for it (default: exit 2).")
 def score_cmd(
     run_dir,
@@ -547,12 +564,16 @@ def score_cmd(
     embedder,
     n_boot,
     seed,
+    detector_specs,
+    detector_validation,
     wait,
 ):
     """Score a run: RUN_DIR/scores.parquet (per case) and RUN_DIR/metrics.json (per suite, with CIs)."""
+    from .scoring.detect import parse_specs
     from .scoring.judge import JudgeConfig
     from .scoring.score import score_run, summary_table
 
+    specs, validation = parse_specs(detector_specs, detector_validation)
     judge = None
     if judge_base_url or judge_model:
         if not (judge_base_url and judge_model):
@@ -565,7 +586,15 @@ def score_cmd(
     from .lock import run_dir_lock
 
     with run_dir_lock(run_dir, wait=wait):
-        metrics = score_run(run_dir, judge=judge, embedder=embedder, n_boot=n_boot, seed=seed)
+        metrics = score_run(
+            run_dir,
+            judge=judge,
+            embedder=embedder,
+            n_boot=n_boot,
+            seed=seed,
+            detectors=specs,
+            detector_validation=validation,
+        )
     click.echo(summary_table(metrics))
     click.echo(f"wrote {run_dir / 'scores.parquet'} and {run_dir / 'metrics.json'}")
 
@@ -588,21 +617,85 @@ def score_cmd(
 @click.option("--judge-timeout", type=float, default=60.0, show_default=True, help="Seconds per judge request.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="First N gold entries per suite (default: all).")
 @click.option(
+    "--detector",
+    "detector_specs",
+    multiple=True,
+    metavar="KIND=SPEC",
+    help="Also evaluate this detector (repeatable): KIND refusal|hedging, SPEC keyword|learned|an HF sequence-"
+    "classification model id or folder.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("judge_eval.json"),
     show_default=True,
     help="JSON output; the markdown table is written beside it (.md).",
 )
-def judge_eval_cmd(gold, judges, judge_concurrency, judge_timeout, limit, out):
-    """Accuracy, Cohen's kappa and confusion tables of every detector (and judge) against the gold labels."""
+def judge_eval_cmd(gold, judges, judge_concurrency, judge_timeout, limit, detector_specs, out):
+    """Every detector (keyword, learned, --detector) on the external held-out sets (the figures measured when the
+    detectors were built) and, with every judge, on the bundled in-house gold set: n, accuracy, Cohen's kappa,
+    sensitivity, specificity, per source model where the set has them; confusion tables on the gold set."""
     from .scoring.gold import judge_eval, markdown_table, write_report
 
+    extra: dict[str, list[str]] = {}
+    for item in detector_specs:
+        kind, sep, spec = item.partition("=")
+        if not sep or not spec.strip():
+            raise EclipticaError(f"--detector {item!r}: expected KIND=SPEC (e.g. refusal=learned)")
+        extra.setdefault(kind.strip(), []).append(spec.strip())
     configs = [_judge_spec(s, judge_concurrency, judge_timeout) for s in judges]
-    report = judge_eval(gold, judges=configs, limit=limit)
+    report = judge_eval(gold, judges=configs, limit=limit, extra=extra)
     click.echo(markdown_table(report))
     json_path, md_path = write_report(report, out)
     click.echo(f"wrote {json_path} and {md_path}")
+
+
+@cli.command("build-detectors")
+@click.option("--kind", "kinds", multiple=True, help="Rebuild only this kind (repeatable; default: every registered kind).")
+@click.option(
+    "--xstest",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="Folder holding the XSTest v2 completion files (default: download them at the pinned commit).",
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="Folder holding the files of a named source (repeatable; `--xstest DIR` = `--source xstest-v2=DIR`).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder (default: the package's detectors/weights, what ships).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--embedder", default=None, help="MiniLM folder (default: the embedded all-MiniLM-L6-v2).")
+def build_detectors_cmd(kinds, xstest, sources, out, seed, embedder):
+    """Rebuild the learned detectors' weights and manifest from their pinned public sources (sha256-checked)."""
+    from .detectors.build import build
+    from .detectors.features import MINILM, is_minilm
+    from .scoring.embed import Embedder
+
+    local: dict[str, Path] = {}
+    for item in sources:
+        name, sep, folder = item.partition("=")
+        if not sep or not Path(folder).is_dir():
+            raise EclipticaError(f"--source {item!r}: expected NAME=DIR with an existing folder")
+        local[name.strip()] = Path(folder)
+    if xstest is not None:
+        local["xstest-v2"] = xstest
+    emb = Embedder(embedder)
+    if not is_minilm(emb):
+        raise EclipticaError(f"--embedder {embedder}: the detectors are built on {MINILM}, not {emb.id}")
+    manifest = build(list(kinds) or None, local, emb.encode, out_dir=out, seed=seed, log=click.echo)
+    for name, rec in sorted(manifest["detectors"].items()):
+        fig = (rec.get("validation") or {}).get(rec.get("pooled") or "")
+        if fig:
+            click.echo(f"{name}: {rec['pooled']} n={fig['n']} accuracy={fig['accuracy']:.3f} kappa={fig['kappa']:.3f}")
+    click.echo(f"wrote {Path(out) if out else 'ecliptica_bench/detectors/weights'}")
 
 
 @cli.command("compare")

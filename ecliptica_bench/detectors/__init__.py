@@ -30,6 +30,15 @@ KINDS = tuple(LABELS)
 SPECS: dict[str, Callable[..., Detector]] = {}
 
 
+def _hf(kind: str, spec: str, embedder=None) -> Detector:
+    from .hf import hf_detector  # transformers and torch load only when a user names a model
+
+    return hf_detector(kind, spec, embedder)
+
+
+SPECS["hf"] = _hf
+
+
 def learned_available(kind: str) -> bool:
     from .learned import weights_path
 
