@@ -3,7 +3,8 @@
     {"blocks": [{"type": ..., "scale": s, ...}, ...]}   block types:
     embedding  the unit-normalised all-MiniLM-L6-v2 response embedding (the scorer's E)
     keyword    the keyword detector's hit (measures.paper.is_refusal / has_hedge), one 0/1 column
-    prefixes   one 0/1 column per phrase: the lowercased, stripped text starts with it (XSTest's string-match style)
+    prefixes   one 0/1 column per phrase: the lowercased, stripped text starts with it (XSTest's string-match style);
+               with "any": true, one column: it starts with any of them
     hashing    sklearn HashingVectorizer (stateless: no fitted vocabulary) over the first head_chars characters,
                lowercased; its parameters are the block's (analyzer, ngram_range, n_features, norm, ...)
     length     log1p(word count) / 7
@@ -83,6 +84,8 @@ def block_matrix(block: dict, texts: list[str], emb: np.ndarray | None, embedder
     if kind == "prefixes":
         heads = [_normalise(t) for t in texts]
         phrases = block["phrases"]
+        if block.get("any"):
+            return sp.csr_matrix(np.array([h.startswith(tuple(phrases)) for h in heads], dtype=float)[:, None])
         return sp.csr_matrix(
             np.array([[h.startswith(p) for p in phrases] for h in heads], dtype=float).reshape(len(texts), len(phrases))
         )
@@ -98,7 +101,7 @@ def block_dim(block: dict) -> int:
     return {
         "embedding": lambda b: int(b.get("dim", 384)),
         "keyword": lambda b: 1,
-        "prefixes": lambda b: len(b["phrases"]),
+        "prefixes": lambda b: 1 if b.get("any") else len(b["phrases"]),
         "hashing": lambda b: int(b["n_features"]),
         "length": lambda b: 1,
     }[block["type"]](block)
