@@ -188,3 +188,25 @@ def test_shipped_detector_fires_on_the_issue_phrasings_and_not_on_confident_answ
     assert det.name == hedging.NAME
     assert det.predict(ISSUE_HEDGES).all(), dict(zip(ISSUE_HEDGES, det.predict(ISSUE_HEDGES)))
     assert not det.predict(CONFIDENT_ANSWERS).any(), dict(zip(CONFIDENT_ANSWERS, det.predict(CONFIDENT_ANSWERS)))
+
+
+def test_registered_with_build_detectors_and_its_trainer_fits_the_training_rows_only(tmp_path):
+    from ecliptica_bench.detectors import build
+
+    kb = build._registry()["hedging"]
+    assert kb.name == hedging.NAME and kb.pooled == "ember-qa-unseen"
+    assert [s.name for s in kb.sources] == ["szeged", "ember"] and "keyword:hedging" in kb.references
+    assert all(len(sha) == 64 and s.commit in s.url(p) for s in kb.sources for p, sha in s.files)
+    write_szeged(tmp_path, n_docs=10)
+    write_ember(tmp_path)
+    files = {s.name: {p: tmp_path / p.rsplit("/", 1)[1] for p, _ in s.files} for s in kb.sources}
+    data = kb.load(files)
+    assert set(data.subsets) == {"train", "szeged-heldout", "ember-qa-unseen", "ember-qa-seen"}
+    assert set(np.unique(data.labels)) == {"hedged", "confident"}
+    data.emb = fake_embed(data.texts)
+    weights, validation, hyper = kb.train(data, kb.features, kb.name, seed=0)
+    assert set(validation) == {"szeged-heldout", "ember-qa-unseen", "ember-qa-seen"}
+    assert hyper["training_rows"] == int(data.subsets["train"].sum())
+    # the same rows through train() give the same weights: one training path
+    w2, _ = hedging.train(hedging.load_szeged(tmp_path), hedging.load_ember(tmp_path), fake_embed)
+    assert weights["coef"] == w2["coef"] and weights["intercept"] == w2["intercept"]

@@ -45,6 +45,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import EclipticaError
+from ..measures import paper
+from .build import KindBuild, register
+from .sources import Source
+from .train import Labelled
 
 KIND = "hedging"
 NAME = "learned:hedging-v1"
@@ -384,3 +388,61 @@ def train(szeged, ember: Ember | None, embed, c: float = C, seed: int = SEED) ->
 def balanced_accuracy(fig: dict) -> float | None:
     s, p = fig.get("sensitivity"), fig.get("specificity")
     return None if s is None or p is None else (s + p) / 2
+
+
+# ------------------------------------------------------------------------------------------------
+# `ecliptica build-detectors` (build.REGISTRY)
+
+
+def load_build(files: dict[str, dict[str, Path]]) -> Labelled:
+    """The verified source files -> one Labelled set: Szeged rows then EMBER rows, subsets() as its masks."""
+    sz, em = load_szeged(files[SZEGED.name]), load_ember(files[EMBER.name])
+    texts, y, groups = rows(sz, em)
+    labels = np.where(y, "hedged", "confident").astype(object)
+    return Labelled(name="hedging-sources", kind=KIND, texts=texts, labels=labels, groups=groups, subsets=subsets(sz, em))
+
+
+def train_build(data: Labelled, features: dict, name: str, seed: int = SEED, featurize=None):
+    """build.py's trainer: fit on data.subsets["train"], figures on every other subset."""
+    if featurize is None:
+        from .features import featurize
+    weights, validation = fit_validate(
+        featurize(features, data.texts, data.emb), data.positive, data.groups, data.subsets, features
+    )
+    weights["name"] = name
+    hyper = {
+        "model": "sklearn LogisticRegression (binary, lbfgs, L2, class_weight='balanced')",
+        "C": C,
+        "seed": seed,
+        "threshold": "P(hedged) >= 0.5",
+        "training_rows": int(data.subsets["train"].sum()),
+        "validation": "Szeged held-out documents; EMBER-QA answers (never trained on), by marker seen/unseen",
+    }
+    return weights, validation, hyper
+
+
+SZEGED, EMBER = (
+    Source(
+        name=name,
+        repo=SOURCES[name]["repo"],
+        commit=SOURCES[name]["commit"],
+        files=tuple(SOURCES[name]["files"].items()),
+        licence=SOURCES[name]["licence"],
+        citation=SOURCES[name]["citation"],
+    )
+    for name in ("szeged", "ember")
+)
+
+HEDGING = register(
+    KindBuild(
+        kind=KIND,
+        name=NAME,
+        sources=(SZEGED, EMBER),
+        load=load_build,
+        features=feature_config(),
+        references={"keyword:hedging": paper.has_hedge},
+        train=train_build,
+        pooled="ember-qa-unseen",
+        notes=__doc__.split("\n\n", 1)[0],
+    )
+)
