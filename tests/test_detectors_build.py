@@ -136,7 +136,7 @@ def test_missing_file_and_unknown_kind(tmp_path, fixture_source):
 @pytest.mark.slow
 def test_cli_builds_with_the_real_embedder(tmp_path, fixture_source):
     out = tmp_path / "w"
-    res = CliRunner().invoke(cli, ["build-detectors", "--xstest", str(fixture_source), "--out", str(out)])
+    res = CliRunner().invoke(cli, ["build-detectors", "--kind", "refusal", "--xstest", str(fixture_source), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "learned:refusal-v1: xstest-v2 n=72" in res.output
     det = LearnedDetector.load("refusal", out / "refusal.json")
