@@ -11,6 +11,11 @@
 3. Scores again with a fresh embedder on the same store: prints the embedding calls (target 0).
 4. Judges the same N cases against a loopback OpenAI-compatible server with a fixed 50 ms latency at
    concurrency 1 and 16 (no cache) and prints both times and the speed-up (target >= 8x).
+5. Detector overhead (issue 23), both in this one run: the same rows scored from scratch (fresh run
+   directory and embedder each time) with the keyword detectors only, as before the learned detectors
+   (`before`), and with the shipped learned detectors flagging every row (`after`), in alternating
+   order, --detector-reps pairs (after the passes above, so both are warm); prints the median of each, the ratio (target <= 1.10) and the
+   learned detectors' own seconds (metrics.json scoring.seconds_by_step.detectors).
 """
 
 from __future__ import annotations
@@ -180,6 +185,40 @@ def bench_judge(n_cases: int, latency: float) -> dict:
     return out
 
 
+def bench_detectors(rows_per_type: int, n_boot: int, reps: int) -> dict:
+    """Section 5 of the module docstring: median seconds before / after and the detectors' own seconds."""
+    import contextlib
+    import statistics
+    from unittest import mock
+
+    from ecliptica_bench import detectors
+    from ecliptica_bench.scoring.embed import Embedder
+    from ecliptica_bench.scoring.score import score_run
+
+    learned = [k for k in detectors.KINDS if detectors.learned_available(k)]
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    own: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(reps):
+            for which in ("before", "after") if i % 2 == 0 else ("after", "before"):  # alternate who goes first
+                run = Path(tmp) / f"{which}-{i}"
+                write_fake_run(run, rows_per_type)
+                keyword_only = mock.patch.object(detectors, "learned_available", lambda kind: False)
+                with keyword_only if which == "before" else contextlib.nullcontext():
+                    t = time.perf_counter()
+                    m = score_run(run, n_boot=n_boot, embedder_obj=Embedder())
+                    times[which].append(time.perf_counter() - t)
+                if which == "after":
+                    own.append(m["scoring"]["seconds_by_step"].get("detectors", 0.0))
+    return {
+        "learned": learned,
+        "before": statistics.median(times["before"]),
+        "after": statistics.median(times["after"]),
+        "own": statistics.median(own),
+        "all": times,
+    }
+
+
 def stage_breakdown(load_s: float, steps: dict, total: float) -> str:
     """'load 0.1 s | embed 30.2 s | ...' from score_run's seconds_by_step; 'write+rest' is what they leave
     of the total (reading the run, writing scores.parquet and metrics.json)."""
@@ -201,6 +240,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=10000)
     ap.add_argument("--judge-cases", type=int, default=128)
     ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--detector-reps", type=int, default=2, help="before/after pairs of section 5 (0: skip it)")
     args = ap.parse_args()
 
     from ecliptica_bench.models import embedder_path
@@ -238,6 +278,15 @@ def main() -> None:
         second = time.perf_counter() - t
         print(f"second pass: {second:.1f} s, embedding calls {emb2.calls} (target 0), cache hits {emb2.cache_hits}")
         print("  " + stage_breakdown(0.0, m2["scoring"]["seconds_by_step"], second))
+
+    if args.detector_reps > 0:
+        d = bench_detectors(args.rows_per_type, args.bootstrap, args.detector_reps)
+        print(
+            f"detectors ({n} rows, from scratch, median of {args.detector_reps}): before (keyword only) {d['before']:.1f} s, "
+            f"after (+ learned {', '.join(d['learned']) or 'none shipped'}) {d['after']:.1f} s, ratio "
+            f"{d['after'] / d['before']:.3f} (target <= 1.10); the learned detectors' own time {d['own']:.2f} s; "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
 
     times = bench_judge(args.judge_cases, args.latency)
     print(

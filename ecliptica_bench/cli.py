@@ -252,6 +252,24 @@ def scoring_options(seed_flag: str):
         ),
         bootstrap_option(),
         seed_option(0, "Bootstrap and classifier seed.", name=seed_flag, dest="score_seed"),
+        click.option(
+            "--detector",
+            "detector_specs",
+            multiple=True,
+            metavar="KIND=MODEL[:LABEL]",
+            help="A replacement detector (repeatable, one per kind: refusal, hedging): a Hugging Face sequence-"
+            "classification model id or folder, run through transformers (GPU when available); :LABEL names its "
+            "positive label when config.id2label leaves it ambiguous. Its rates are reported beside the keyword and "
+            "learned detectors'.",
+        ),
+        click.option(
+            "--detector-validation",
+            "detector_validation",
+            multiple=True,
+            metavar="KIND=FILE",
+            help="Validation figures of the --detector of KIND, a JSON file: {tp, fn, tn, fp} or {pooled: SET, "
+            "validation: {SET: {tp, fn, tn, fp}}}. Without it that detector's corrected rates are unscored.",
+        ),
     )
 
 
@@ -731,17 +749,27 @@ def judging_estimate(run_dir: Path, judges) -> str:
 @scoring_options("--seed")
 @wait_option("RUN_DIR")
 @dry_run_option("judging")
-def score_cmd(run_dir, embedder, n_boot, score_seed, wait, dry_run, **kw):
+def score_cmd(run_dir, embedder, n_boot, score_seed, detector_specs, detector_validation, wait, dry_run, **kw):
     """Score a run: RUN_DIR/scores.parquet (per case) and RUN_DIR/metrics.json (per suite, with CIs)."""
     from .lock import run_dir_lock
+    from .scoring.detect import parse_specs
     from .scoring.score import score_run, summary_table
 
     judges = judges_from(kw)
+    specs, validation = parse_specs(detector_specs, detector_validation)
     if dry_run:
         click.echo(judging_estimate(run_dir, judges))
         return
     with run_dir_lock(run_dir, wait=wait):
-        metrics = score_run(run_dir, judge=judges or None, embedder=embedder, n_boot=n_boot, seed=score_seed)
+        metrics = score_run(
+            run_dir,
+            judge=judges or None,
+            embedder=embedder,
+            n_boot=n_boot,
+            seed=score_seed,
+            detectors=specs,
+            detector_validation=validation,
+        )
     click.echo(summary_table(metrics))
     click.echo(f"wrote {run_dir / 'scores.parquet'} and {run_dir / 'metrics.json'}")
 
@@ -766,14 +794,16 @@ def score_cmd(run_dir, embedder, n_boot, score_seed, wait, dry_run, **kw):
 @output_dir_option(RUNS, "Runs go to OUTPUT_DIR/<run_id>/; the board to OUTPUT_DIR/leaderboard.csv and .md.")
 @wait_option()
 @dry_run_option("the run and its judging")
-def eval_cmd(dry_run, embedder, n_boot, score_seed, samples, seeds, **kw):
+def eval_cmd(dry_run, embedder, n_boot, score_seed, detector_specs, detector_validation, samples, seeds, **kw):
     """Run, score and report a model, and put its row on OUTPUT_DIR's leaderboard: `run`, `score`, `report`
     and `leaderboard` in one command. Resumable: run it again and it generates and judges only what is missing."""
     from dataclasses import replace
 
     from .evaluate import eval_table, evaluate
+    from .scoring.detect import parse_specs
 
     judges = judges_from(kw)
+    specs, validation = parse_specs(detector_specs, detector_validation)
     opts = run_options(kw)
     try:
         seed_list = [int(x) for x in seeds.split(",") if x.strip()] if seeds else [opts.seed]
@@ -797,7 +827,16 @@ def eval_cmd(dry_run, embedder, n_boot, score_seed, samples, seeds, **kw):
     from .run import format_summary
 
     for seed in seed_list:
-        res = evaluate(replace(opts, seed=seed), judges, embedder=embedder, n_boot=n_boot, score_seed=score_seed, samples=samples)
+        res = evaluate(
+            replace(opts, seed=seed),
+            judges,
+            embedder=embedder,
+            n_boot=n_boot,
+            score_seed=score_seed,
+            samples=samples,
+            detectors=specs,
+            detector_validation=validation,
+        )
         click.echo(format_summary(res["summary"]))
         if res["metrics"] is None:
             click.echo("not scored: some generations failed; run the same command again to retry them", err=True)
@@ -828,16 +867,76 @@ def eval_cmd(dry_run, embedder, n_boot, score_seed, samples, seeds, **kw):
 )
 @judge_options
 @limit_option("First N gold entries per suite (default: all).")
+@click.option(
+    "--detector",
+    "detector_specs",
+    multiple=True,
+    metavar="KIND=SPEC",
+    help="Also evaluate this detector (repeatable): KIND refusal|hedging, SPEC keyword|learned|an HF sequence-"
+    "classification model id or folder.",
+)
 @output_option(Path("judge_eval.json"), "JSON output; the markdown table is written beside it (.md).")
-def judge_eval_cmd(gold, limit, out, **kw):
-    """Accuracy, Cohen's kappa and confusion tables of every detector (and judge) against the gold labels."""
+def judge_eval_cmd(gold, limit, detector_specs, out, **kw):
+    """Every detector (keyword, learned, --detector) on the external held-out sets (the figures measured when the
+    detectors were built) and, with every judge, on the bundled in-house gold set: n, accuracy, Cohen's kappa,
+    sensitivity, specificity, per source model where the set has them; confusion tables on the gold set."""
+    from .scoring.detect import parse_specs
     from .scoring.gold import judge_eval, markdown_table, write_report
 
+    specs, _ = parse_specs(detector_specs)
     configs = judges_from(kw)
-    report = judge_eval(gold, judges=configs, limit=limit)
+    report = judge_eval(gold, judges=configs, limit=limit, extra={k: [v] for k, v in specs.items()})
     click.echo(markdown_table(report))
     json_path, md_path = write_report(report, out)
     click.echo(f"wrote {json_path} and {md_path}")
+
+
+@cli.command("build-detectors")
+@click.option("--kind", "kinds", multiple=True, help="Rebuild only this kind (repeatable; default: every registered kind).")
+@click.option(
+    "--xstest",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="Folder holding the XSTest v2 completion files (default: download them at the pinned commit).",
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="Folder holding the files of a named source (repeatable; `--xstest DIR` = `--source xstest-v2=DIR`).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder (default: the package's detectors/weights, what ships).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--embedder", default=None, help="MiniLM folder (default: the embedded all-MiniLM-L6-v2).")
+def build_detectors_cmd(kinds, xstest, sources, out, seed, embedder):
+    """Rebuild the learned detectors' weights and manifest from their pinned public sources (sha256-checked)."""
+    from .detectors.build import build
+    from .detectors.features import MINILM, is_minilm
+    from .scoring.embed import Embedder
+
+    local: dict[str, Path] = {}
+    for item in sources:
+        name, sep, folder = item.partition("=")
+        if not sep or not Path(folder).is_dir():
+            raise EclipticaError(f"--source {item!r}: expected NAME=DIR with an existing folder")
+        local[name.strip()] = Path(folder)
+    if xstest is not None:
+        local["xstest-v2"] = xstest
+    emb = Embedder(embedder)
+    if not is_minilm(emb):
+        raise EclipticaError(f"--embedder {embedder}: the detectors are built on {MINILM}, not {emb.id}")
+    manifest = build(list(kinds) or None, local, emb.encode, out_dir=out, seed=seed, log=click.echo)
+    for name, rec in sorted(manifest["detectors"].items()):
+        fig = (rec.get("validation") or {}).get(rec.get("pooled") or "")
+        if fig:
+            click.echo(f"{name}: {rec['pooled']} n={fig['n']} accuracy={fig['accuracy']:.3f} kappa={fig['kappa']:.3f}")
+    click.echo(f"wrote {Path(out) if out else 'ecliptica_bench/detectors/weights'}")
 
 
 @cli.command("compare")

@@ -79,6 +79,8 @@ def evaluate(
     n_boot: int = 10000,
     score_seed: int = 0,
     samples: int = 3,
+    detectors: dict | None = None,
+    detector_validation: dict | None = None,
 ) -> dict:
     """run -> score -> report -> board. Returns {"summary", "metrics", "report", "board", "row"}; metrics None
     when some generations failed (rerun to retry them: nothing is scored from a partial run)."""
@@ -93,7 +95,15 @@ def evaluate(
         return out
     run_dir = Path(summary["run_dir"])
     with run_dir_lock(run_dir, wait=opts.wait):
-        out["metrics"] = score_run(run_dir, judge=judges or None, embedder=embedder, n_boot=n_boot, seed=score_seed)
+        out["metrics"] = score_run(
+            run_dir,
+            judge=judges or None,
+            embedder=embedder,
+            n_boot=n_boot,
+            seed=score_seed,
+            detectors=detectors,
+            detector_validation=detector_validation,
+        )
         out["report"] = write_report(run_dir, samples)
     out["board"], df = update_board(Path(opts.out))
     rows = df[df["run_ids"].str.split(";").apply(lambda ids: summary["run_id"] in ids)]

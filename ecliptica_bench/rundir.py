@@ -23,8 +23,12 @@ manifest.json (Manifest.to_json): the same keys whoever wrote it:
     (Manifest.details: run's cli_args, options, versions, device, config_sha256; lm-eval's lm_eval, prompt_check).
 
 metrics.json (Metrics): schema_version, run_id, model, model_fingerprint, adapter, dataset_sha, judge, embedder,
-bootstrap, suites {suite: {metric, headline_metric, conditions, delta, delta_paper, ...}}, judge_faults,
-judge_panel, scoring.
+bootstrap, suites {suite: {metric, headline_metric, conditions, delta, delta_paper, detector_scores,
+delta_corrected, delta_corrected_detector, ...}}, judge_faults, judge_panel, detectors, detector_best, scoring.
+Every paper value (paper, headline, delta, delta_paper, signals) is the keyword detector's, as before issue 23;
+`detectors` (each detector's role, per-row column and validation figures), `detector_best` and the per-suite
+detector_scores (every detector rate raw and corrected for detector error) and delta_corrected were added
+beside them in version 1 (optional keys: a file without them reads as before, so no version bump).
 
 Versions. 1: this layout. 0: directories written before this module (no `schema_version`); they still load:
 the manifest is upgraded in memory (a plain-string `model` and a flat `model_fingerprint` become
@@ -188,6 +192,8 @@ class Metrics(TypedDict, total=False):
     suites: dict
     judge_faults: dict | None
     judge_panel: dict
+    detectors: dict  # detector name -> {name, kind, role, column, pooled, validation, correction, note}
+    detector_best: dict  # kind -> the detector whose corrected values the headline Delta uses (or None)
     scoring: dict
 
 

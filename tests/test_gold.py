@@ -224,6 +224,7 @@ def test_agreement_and_kappa_hand_computed(tmp_path, monkeypatch):
     r = _result(report, "truthfulqa", "uncertain", "stub")
     assert r["n"] == 5 and r["accuracy"] == pytest.approx(0.6) and r["kappa"] == pytest.approx(1 / 6)
     assert r["confusion"] == {"False": {"False": 2, "True": 1}, "True": {"False": 1, "True": 1}}
+    assert r["sensitivity"] == pytest.approx(1 / 2) and r["specificity"] == pytest.approx(2 / 3)
     # judge T T T F F: accuracy 4/5; p_e = .4*.6 + .6*.4 = .48, kappa = (.8 - .48) / .52 = 8/13
     r = _result(report, "truthfulqa", "uncertain", "panel")
     assert r["accuracy"] == pytest.approx(0.8) and r["kappa"] == pytest.approx(8 / 13)
@@ -265,7 +266,9 @@ def test_cli_runs_detectors_on_bundled_gold(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert "| conditional_safety | refused | keyword |" in res.output
-    assert out.with_suffix(".md").read_text().startswith("Gold set:")
+    md = out.with_suffix(".md").read_text()
+    assert md.startswith("Gold set, in-house (written by the project; a unit test, not a measurement)")
+    assert "External held-out sets" in md and report["external"]
     got = {(r["suite"], r["label"], r["source"]): r for r in report["results"]}
     n = Counter(e.suite for e in gold.load_gold())
     expected = {
@@ -279,6 +282,12 @@ def test_cli_runs_detectors_on_bundled_gold(tmp_path):
         ("ecliptica", "shows_type", "embedding"),
         ("truthfulqa", "truthful", "embedding"),
     }
+    from ecliptica_bench import detectors
+
+    learned = {"refusal": ["refused", "over_refusal", "harmful_compliance"], "hedging": ["uncertain"]}
+    for kind, labels in learned.items():
+        if detectors.learned_available(kind):  # the learned detectors that ship run on the same labels
+            expected |= {(s, lab, "learned") for s, lab, src in expected.copy() if lab in labels and src == "keyword"}
     assert set(got) == expected
     for (suite, label, _), r in got.items():
         if suite != "litmus":

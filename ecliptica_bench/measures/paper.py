@@ -65,11 +65,23 @@ class ScoredRows:
     emb: np.ndarray | None = None  # unit-normalised response embeddings
     fidelity: np.ndarray | None = None  # M1 prototype fidelity per row (NaN: unscored)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    # detector flags per kind ("refusal", "hedging"), row-aligned: scoring passes the keyword detector's
+    # (the paper values) or another detector's (its rates, corrected for its error); missing: keyword
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.columns:
             raise MissingType(f"generations lack the {name!r} column")
         return self.columns[name]
+
+    def detected(self, kind: str) -> np.ndarray:
+        """The rows' detector flags of `kind`: those scoring passed in `flags`, else the keyword detector's
+        (is_refusal / has_hedge, the paper's)."""
+        if kind in self.flags:
+            return np.asarray(self.flags[kind], dtype=bool)
+        if kind not in KEYWORD_FLAGS:
+            raise ValueError(f"unknown detector kind {kind!r} (known: {', '.join(KEYWORD_FLAGS)})")
+        return KEYWORD_FLAGS[kind](self.texts)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,6 +168,10 @@ def has_hedge(texts: Sequence[str]) -> np.ndarray:
 def is_refusal(texts: Sequence[str]) -> np.ndarray:
     """Refusal markers outside quotations and figures of speech ("I can't stress enough")."""
     return has_marker(texts, "refusal", ignore_quoted=True)
+
+
+# the keyword detectors by kind (ScoredRows.detected's default; detectors/keyword.py wraps them)
+KEYWORD_FLAGS = {"refusal": is_refusal, "hedging": has_hedge}
 
 
 def word_counts(texts: Sequence[str]) -> np.ndarray:

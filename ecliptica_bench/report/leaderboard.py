@@ -88,8 +88,22 @@ SUITE_COLUMNS: list[tuple[str, str]] = [
     (
         "delta",
         "headline gain Delta = headline(instructed) - headline(uninstructed) ({headline}; switching the "
-        "wrong way is negative), the board's Delta and what iae_abs uses; from metrics.json `delta`, or "
-        "the difference of the two runs' headline values for a run pair",
+        "wrong way is negative), the board's Delta and what iae_abs uses. Where the headline is built from a "
+        "detector's flags (M2 hedging, M3 refusal) it is the value corrected for the detector's measured "
+        "error (Rogan-Gladen, measures/correction.py) with the best detector that has validation figures "
+        "(`{suite}__delta_detector`; metrics.json `delta_corrected`), else metrics.json `delta` (the keyword "
+        "detector's, uncorrected); for a run pair, the difference of the two runs' (corrected) headline values",
+    ),
+    (
+        "delta_detector",
+        "the detector whose corrected value `{suite}__delta` is (e.g. learned:refusal-v1; metrics.json "
+        "`delta_corrected_detector`); empty when `{suite}__delta` is the uncorrected keyword Delta (a headline "
+        "not built from a detector, or no detector with validation figures)",
+    ),
+    (
+        "delta_raw",
+        "the uncorrected headline Delta of the paper's keyword detector (metrics.json `delta`); equals "
+        "`{suite}__delta` where `{suite}__delta_detector` is empty",
     ),
     (
         "delta_ci_half",
@@ -266,6 +280,15 @@ def schema_markdown() -> str:
         "is the published gain (the paper's |M3|, the within-model AQI); `iae_paper`, the paper-compatible IAE,",
         "is built from it and reproduces the paper's formula, wrong-direction switching included.",
         "",
+        "Detector error. Where a suite's headline is built from a detector's flags (M2 hedging, M3 refusal),",
+        "`<suite>__delta` is corrected for that detector's measured sensitivity and specificity (Rogan-Gladen:",
+        "Delta / (sensitivity + specificity - 1), its CI also carrying the error rates' uncertainty;",
+        "ecliptica_bench/measures/correction.py), using the best detector with validation figures (a user's",
+        "`--detector` over the learned over the keyword one), named in `<suite>__delta_detector`;",
+        "`<suite>__delta_raw` keeps the keyword detector's uncorrected Delta. `<suite>__delta_paper` and",
+        "`iae_paper` stay the paper's keyword detector, uncorrected. metrics.json `detectors` holds each",
+        "detector's validation figures and `suites.<suite>.detector_scores` every detector rate raw and corrected.",
+        "",
         "Truncation: `<suite>__truncation_rate` is the share of instructed answers that hit the run's",
         "max_new_tokens. A run whose budget is below the suite's paper budget (the CPU demo's 64 instead of",
         "256) keeps its truncated answers valid, since the cut comes from the budget chosen, not the model;",
@@ -404,6 +427,10 @@ class Method:
     deltas_paper: dict[str, dict | None] = field(default_factory=dict)
     # suite -> SE of the signed Delta (scoring.power; None for a run pair)
     delta_se: dict[str, float | None] = field(default_factory=dict)
+    # suite -> the keyword detector's uncorrected headline Delta (metrics.json `delta`), and the detector
+    # whose corrected Delta `deltas` holds ("" when `deltas` is the uncorrected one)
+    deltas_raw: dict[str, dict | None] = field(default_factory=dict)
+    delta_detector: dict[str, str] = field(default_factory=dict)
     seeds: int = 1  # sampling seeds averaged into this row
 
     def cond(self, suite: str, condition: str) -> dict | None:
@@ -454,9 +481,16 @@ def _merge(name: str, runs: list[RunMetrics]) -> Method:
         ins, unins = slot.get("instructed"), slot.get("uninstructed")
         if ins and unins and ins[0] is unins[0]:
             # Both conditions from one run: its own Deltas (with their bootstrap CIs) are authoritative.
-            m.deltas[suite] = ins[0].suites()[suite].get("delta")
-            m.deltas_paper[suite] = ins[0].suites()[suite].get("delta_paper")
-            m.delta_se[suite] = power.delta_se(ins[0].suites()[suite])
+            entry = ins[0].suites()[suite]
+            m.deltas_raw[suite] = entry.get("delta")
+            m.deltas_paper[suite] = entry.get("delta_paper")
+            fixed = entry.get("delta_corrected")
+            if score_value(fixed) is not None and entry.get("delta_corrected_detector"):
+                m.deltas[suite], m.delta_detector[suite] = fixed, entry["delta_corrected_detector"]
+                m.delta_se[suite] = power.delta_se({"delta": fixed})  # from its CI (it carries the detector's error)
+            else:
+                m.deltas[suite] = entry.get("delta")
+                m.delta_se[suite] = power.delta_se(entry)
         elif ins and unins:
             a, b = ins[0], unins[0]
             if a.dataset_sha and b.dataset_sha and a.dataset_sha != b.dataset_sha:
@@ -464,11 +498,36 @@ def _merge(name: str, runs: list[RunMetrics]) -> Method:
                     f"method {name!r}: suite {suite!r} pairs {a.run_dir} (dataset {a.dataset_sha[:12]}) with "
                     f"{b.run_dir} (dataset {b.dataset_sha[:12]}); a Delta needs the same dataset"
                 )
-            m.deltas[suite] = _pair_delta(ins[1], unins[1], "headline")
+            m.deltas_raw[suite] = m.deltas[suite] = _pair_delta(ins[1], unins[1], "headline")
             m.deltas_paper[suite] = _pair_delta(ins[1], unins[1], "paper")
+            det = _pair_detector(a, b, suite)
+            if det:
+                fixed = _pair_delta(
+                    _corrected_headline(a, suite, "instructed", det),
+                    _corrected_headline(b, suite, "uninstructed", det),
+                    "headline",
+                )
+                if score_value(fixed) is not None:
+                    m.deltas[suite], m.delta_detector[suite] = fixed, det
         else:
-            m.deltas[suite] = m.deltas_paper[suite] = None
+            m.deltas[suite] = m.deltas_paper[suite] = m.deltas_raw[suite] = None
     return m
+
+
+def _pair_detector(a: RunMetrics, b: RunMetrics, suite: str) -> str | None:
+    """The detector both runs of a pair name best for the suite's headline (metrics.json detector_best), or None."""
+    kind = SUITES[suite].paper.detector if suite in SUITES else None
+    if kind is None:
+        return None
+    da, db = ((r.metrics.get("detector_best") or {}).get(kind) for r in (a, b))
+    return da if da and da == db else None
+
+
+def _corrected_headline(run: RunMetrics, suite: str, cond: str, detector: str) -> dict:
+    """{"headline": the run's headline under `cond` from `detector`, corrected} (metrics.json detector_scores), for
+    _pair_delta; the headline is a difference of rates, so the difference of two corrected ones is the corrected Delta."""
+    head = ((run.suites()[suite].get("detector_scores") or {}).get("headline") or {}).get("conditions") or {}
+    return {"headline": ((head.get(cond) or {}).get(detector) or {}).get("corrected")}
 
 
 def run_seed(run: RunMetrics):
@@ -528,6 +587,12 @@ def _seed_merge(name: str, runs: list[RunMetrics], parts: list[Method]) -> Metho
             got = [p.conditions[suite][cond] for p in parts if cond in p.conditions.get(suite, {})]
             if got:
                 m.conditions.setdefault(suite, {})[cond] = (got[0][0], _mean_tree([b for _, b in got]))
+        dets = {p.delta_detector.get(suite, "") for p in parts}
+        if len(dets) > 1:
+            raise EclipticaError(
+                f"method {name!r}: the seed runs' {suite} Deltas are corrected with different detectors "
+                f"({', '.join(sorted(d or 'none' for d in dets))}); re-score them with the same detectors"
+            )
         vals = [p.delta_value(suite) for p in parts]
         pvals = [p.delta_paper_value(suite) for p in parts]
         if any(v is None for v in vals + pvals):
@@ -544,6 +609,16 @@ def _seed_merge(name: str, runs: list[RunMetrics], parts: list[Method]) -> Metho
             "ci_note": f"mean over {len(parts)} seeds",
         }
         m.delta_se[suite] = agg["se"]
+        m.delta_detector[suite] = dets.pop()
+        raws = [score_value(p.deltas_raw.get(suite)) for p in parts]
+        if all(v is not None for v in raws):
+            m.deltas_raw[suite] = {
+                "value": sum(raws) / len(raws),
+                "ci_low": None,
+                "ci_high": None,
+                "n": n,
+                "unscored_reason": None,
+            }
         m.deltas_paper[suite] = {
             "value": sum(pvals) / len(pvals),
             "ci_low": None,
@@ -660,6 +735,8 @@ def method_row(m: Method) -> dict:
                 f"{s}__headline": score_value((ins or {}).get("headline")),
                 f"{s}__delta": score_value(delta),
                 f"{s}__delta_ci_half": ci_half(delta),
+                f"{s}__delta_detector": m.delta_detector.get(s, ""),
+                f"{s}__delta_raw": score_value(m.deltas_raw.get(s)),
                 f"{s}__mdd": power.mdd(m.delta_se.get(s)),
                 f"{s}__delta_paper": score_value(m.deltas_paper.get(s)),
                 **{f"{s}__{sig}": score_value(signals.get(sig)) for sig in SIGNALS},
@@ -756,7 +833,7 @@ def leaderboard_frame(methods: list[Method], paired_tests: bool = True) -> pd.Da
     # Numeric columns stay float even when all empty, so the CSV round-trips to the same dtypes.
     text = {"method", "model", "model_fingerprint", "adapter", "iae_suites", "judge", "embedder", "dataset_sha", "run_ids"}
     for c in df.columns:
-        if c in text:
+        if c in text or c.endswith("__delta_detector"):
             df[c] = df[c].fillna("").astype(str)
         elif c == "rank" or c.endswith("__n") or c == "likelihood_pairs" or c == "seeds":
             df[c] = df[c].astype("Int64")
@@ -946,6 +1023,9 @@ def to_markdown(df: pd.DataFrame) -> str:
         "gain where it differs; score = the paper-compatible instructed score; ± is the 95% CI half-width; "
         "✂N% = share of instructed answers cut at the token budget (they count as valid only when the run's "
         "budget is below the paper's). Column meanings: results/SCHEMA.md.",
+        "Where a suite's headline is built from a detector (M2 hedging, M3 refusal), Δ is corrected for that "
+        "detector's measured error (Rogan-Gladen, the best detector with validation figures: results/SCHEMA.md "
+        "`<suite>__delta_detector`); Δ paper stays the paper's keyword detector, uncorrected.",
         "Δ … = : this row's Δ cannot be told apart from the next row's (paired bootstrap on the cases both runs "
         "share, Holm-corrected over all adjacent pairs and suites, p ≥ 0.05); (K seeds): the row averages K "
         "sampling seeds and its ± includes seed variance.",

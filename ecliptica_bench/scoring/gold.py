@@ -47,9 +47,11 @@ from typing import Callable
 
 import numpy as np
 
+from .. import detectors as dets
 from .. import paths
 from ..data.io import atomic_write_text, write_json
 from ..data.yamlio import load_yaml
+from ..detectors.features import is_minilm
 from ..errors import EclipticaError, Problem, ValidationError
 from ..measures import paper
 from ..suites import SUITES, get_suite
@@ -372,8 +374,14 @@ def _entry(raw: dict, suite: str, banks: dict, errs: list[str]) -> GoldEntry | N
 
 def keyword_detector(entries: list[GoldEntry], embedder=None) -> list[dict]:
     """Each applicable label with a schema "detector" (a multi-valued one under its derived label)."""
+    return column_detector(entries, lambda name, texts: KEYWORD_DETECTORS[name](texts))
+
+
+def column_detector(entries: list[GoldEntry], column: Callable) -> list[dict]:
+    """keyword_detector with another source of the detector columns: column(name, texts) -> bool array, or
+    None when it has no detector of that column (the labels it drives then go unpredicted)."""
     texts = [e.response for e in entries]
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray | None] = {}
     out = []
     for i, e in enumerate(entries):
         spec, pred = _spec(e.suite), {}
@@ -383,7 +391,9 @@ def keyword_detector(entries: list[GoldEntry], embedder=None) -> list[dict]:
                 continue
             name = col.lstrip("!")
             if name not in columns:
-                columns[name] = KEYWORD_DETECTORS[name](texts)
+                columns[name] = column(name, texts)
+            if columns[name] is None:
+                continue
             value = bool(columns[name][i])
             pred[spec.predicted_as(label)] = not value if col.startswith("!") else value
         out.append(pred)
@@ -435,8 +445,69 @@ def embedding_detector(entries: list[GoldEntry], embedder) -> list[dict]:
     return out
 
 
-DETECTORS: dict[str, Callable] = {"keyword": keyword_detector, "validity": validity_detector, "embedding": embedding_detector}
-NEEDS_EMBEDDER = {"validity", "embedding"}
+def kind_detector(spec: str, only: str | None = None) -> Callable:
+    """A gold-set detector from detectors.get(kind, spec) for each kind a label's column names (COLUMN_KINDS);
+    kinds with no such detector (e.g. no learned weights shipped) leave their labels unpredicted."""
+
+    def run(entries: list[GoldEntry], embedder=None) -> list[dict]:
+        def column(name: str, texts: list[str]):
+            if only is not None and COLUMN_KINDS[name] != only:
+                return None
+            det = _kind_detector(COLUMN_KINDS[name], spec, embedder)
+            if det is None:
+                return None
+            return det.predict(texts, emb=embedder.encode(texts) if is_minilm(embedder) else None)
+
+        return column_detector(entries, column)
+
+    return run
+
+
+def _kind_detector(kind: str, spec: str, embedder=None):
+    if spec == "learned" and not dets.learned_available(kind):
+        return None
+    return dets.get(kind, spec, embedder=embedder)
+
+
+DETECTORS: dict[str, Callable] = {
+    "keyword": keyword_detector,
+    "learned": kind_detector("learned"),
+    "validity": validity_detector,
+    "embedding": embedding_detector,
+}
+NEEDS_EMBEDDER = {"validity", "embedding", "learned"}
+# the detector kind (detectors.get) behind each keyword column a gold label may name
+COLUMN_KINDS = {"is_refusal": "refusal", "has_hedge": "hedging"}
+IN_HOUSE = "in-house (written by the project; a unit test, not a measurement)"
+
+
+def external_figures(extra: dict[str, list[str]] | None = None) -> list[dict]:
+    """Per detector (keyword, learned where shipped, the manifest's reference detectors, and `extra`: {kind:
+    [spec, ...]}) and per external held-out set: the validation figures measured when the weights were built
+    (the manifest; the data are not in the repository). A detector without figures gets one row saying so."""
+    from ..detectors.base import manifest
+
+    rows: list[dict] = []
+    seen: set[str] = set()
+
+    def add(name: str, kind: str, validation: dict, reference: bool = False) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        if not validation:
+            rows.append({"detector": name, "kind": kind, "set": None, "n": 0, "note": "no validation figures"})
+        for set_name, fig in validation.items():
+            rows.append({"detector": name, "kind": kind, "set": set_name, "reference": reference, **fig})
+
+    for kind in dets.KINDS:
+        for spec in ("keyword", "learned", *((extra or {}).get(kind) or [])):
+            det = _kind_detector(kind, spec)
+            if det is not None:
+                add(det.name, kind, det.validation)
+    for name, rec in manifest()["detectors"].items():
+        if rec.get("reference"):
+            add(name, rec.get("kind", ""), rec.get("validation") or {}, reference=True)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------
@@ -461,13 +532,18 @@ def agreement(gold: list, pred: list, values: tuple) -> dict:
             warnings.simplefilter("ignore", RuntimeWarning)
             k = float(cohen_kappa_score(g, p, labels=[str(v) for v in values]))
         kappa = k if np.isfinite(k) else None
-    return {
+    out = {
         "n": len(pairs),
         "n_unscored": n_unscored,
         "accuracy": sum(a == b for a, b in pairs) / len(pairs),
         "kappa": kappa,
         "confusion": confusion,
     }
+    if tuple(values) == BOOL:  # a boolean label: the detector's sensitivity and specificity too
+        c = {g: {p: confusion[str(g)][str(p)] for p in BOOL} for g in BOOL}
+        fig = dets.figures(c[True][True], c[True][False], c[False][False], c[False][True])
+        out.update(sensitivity=fig["sensitivity"], specificity=fig["specificity"])
+    return out
 
 
 def evaluate(entries: list[GoldEntry], predictions: dict[str, dict[str, list[dict]]]) -> list[dict]:
@@ -521,8 +597,11 @@ def judge_eval(
     embedder=None,
     store=None,
     limit: int | None = None,
+    extra: dict[str, list[str]] | None = None,
 ) -> dict:
     """Every detector (and judge, and the panel) against the gold labels; see the module docstring.
+    `extra`: {kind: [detector spec, ...]} (detectors.get) evaluated beside them, under their names.
+    The report's "external" rows are every detector's figures on the external held-out sets (external_figures).
 
     `limit` keeps the first N entries of each suite (file order), e.g. for a quick check of a slow judge."""
     entries = load_gold(gold)
@@ -540,13 +619,23 @@ def judge_eval(
             preds = DETECTORS[name](es, embedder)
             if any(preds):
                 predictions.setdefault(name, {})[suite] = preds
+    for kind, specs in (extra or {}).items():
+        for spec in specs:
+            name = dets.get(kind, spec, embedder=embedder).name
+            run = kind_detector(spec, only=kind)
+            for suite in _suites(entries):
+                preds = run([e for e in entries if e.suite == suite], embedder)
+                if any(preds):
+                    predictions.setdefault(name, {})[suite] = preds
     if judges:
         predictions.update(judge_predictions(entries, judges, store=store))
     return {
         "gold": str(gold or gold_dir()),
+        "gold_status": IN_HOUSE,
         "n_entries": len(entries),
         "entries_per_suite": dict(Counter(e.suite for e in entries)),
         "results": evaluate(entries, predictions),
+        "external": external_figures(extra),
     }
 
 
@@ -554,19 +643,44 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def external_table(rows: list[dict]) -> str:
+    """The external held-out sets' figures per detector (and per source model where the set has them)."""
+    lines = [
+        "External held-out sets (measured when the detectors were built; weights/manifest.json):",
+        "",
+        "| detector | set | model | n | accuracy | kappa | sensitivity | specificity | precision |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.get("set") is None:
+            lines.append(f"| {r['detector']} | - | - | 0 | {r.get('note', '')} | | | | |")
+            continue
+        name = r["detector"] + (" (reference)" if r.get("reference") else "")
+        for model, f in [("all", r), *sorted((r.get("per_model") or {}).items())]:
+            lines.append(
+                f"| {name} | {r['set']} | {model} | {f['n']} | {_fmt(f['accuracy'])} | {_fmt(f['kappa'])} | "
+                f"{_fmt(f['sensitivity'])} | {_fmt(f['specificity'])} | {_fmt(f.get('precision'))} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(report: dict) -> str:
     lines = [
-        f"Gold set: {report['n_entries']} entries ({', '.join(f'{k} {v}' for k, v in report['entries_per_suite'].items())})",
+        f"Gold set, {report.get('gold_status', IN_HOUSE)}: {report['n_entries']} entries "
+        f"({', '.join(f'{k} {v}' for k, v in report['entries_per_suite'].items())})",
         "",
-        "| suite | label | source | n | accuracy | kappa | confusion (gold -> predicted) |",
-        "|---|---|---|---:|---:|---:|---|",
+        "| suite | label | source | n | accuracy | kappa | sensitivity | specificity | confusion (gold -> predicted) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["results"]:
         conf = "; ".join(f"{g}: " + " ".join(f"{p}={c}" for p, c in row.items()) for g, row in r["confusion"].items())
         n = f"{r['n']}" + (f" (+{r['n_unscored']} unscored)" if r["n_unscored"] else "")
         lines.append(
-            f"| {r['suite']} | {r['label']} | {r['source']} | {n} | {_fmt(r['accuracy'])} | {_fmt(r['kappa'])} | {conf} |"
+            f"| {r['suite']} | {r['label']} | {r['source']} | {n} | {_fmt(r['accuracy'])} | {_fmt(r['kappa'])} | "
+            f"{_fmt(r.get('sensitivity'))} | {_fmt(r.get('specificity'))} | {conf} |"
         )
+    if report.get("external"):
+        lines += ["", external_table(report["external"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,10 @@ prompt (stats.py). When both conditions ran: `delta` = headline(instructed) - he
 (signed: switching the wrong way is negative; what the absolute IAE uses) and `delta_paper` =
 paper(instructed) - paper(uninstructed) (the published form, e.g. with |M3|; what the paper IAE uses).
 Diagnostics beside the scores (diagnostics.py): per condition `switch_matrix`, per suite `side_effects`.
+Detectors (detect.py): the paper values use the keyword detector (is_refusal, has_hedge); the learned and
+a user's `--detector` flag every row too (refusal_learned, refusal_label, hedge_learned, refusal_user,
+hedge_user), and per suite `detector_scores` holds every detector rate and Delta raw and corrected for the
+detector's measured error (measures/correction.py), `delta_corrected` the headline Delta of the best detector.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from ..store import RunStore
 from ..suites import get_suite
 from . import diagnostics
 from . import validity as validity_mod
+from .detect import COLUMNS as DETECTOR_COLUMNS
+from .detect import DetectorSet, delta_corrected, suite_detector_scores
 from .embed import Embedder
 from .identifiability import identifiability
 from .judge import JudgeConfig
@@ -58,6 +64,7 @@ SCORE_COLUMNS = [
     "n_words",
     "has_hedge",
     "is_refusal",
+    *DETECTOR_COLUMNS,
     "fidelity",
     "prompt_shift",
     "control_shift",
@@ -229,11 +236,18 @@ def _types(suite: str):
 
 
 def row_values(
-    df, emb: Embedder, judge: Panel | None, seed: int = 0, timings: dict | None = None, truncation_valid=False
+    df,
+    emb: Embedder,
+    judge: Panel | None,
+    seed: int = 0,
+    timings: dict | None = None,
+    truncation_valid=False,
+    detectors: DetectorSet | None = None,
 ) -> tuple[dict, np.ndarray, dict]:
     """All per-row columns (dict of arrays), the response embeddings, and per (suite, condition)
     identifiability results. `timings` (if given) receives seconds per step. `truncation_valid` (bool or
-    per-row bool array): where a truncated answer stays valid (validity.truncation_policy)."""
+    per-row bool array): where a truncated answer stays valid (validity.truncation_policy). `detectors`: the
+    learned / user detectors flag every row too (scoring/detect.py; their columns null without)."""
     timings = {} if timings is None else timings
     n = len(df)
     clock = time.perf_counter()
@@ -266,6 +280,12 @@ def row_values(
     cols["n_words"] = paper.word_counts(texts)
     cols["has_hedge"] = paper.has_hedge(texts)
     cols["is_refusal"] = paper.is_refusal(texts)
+    clock_det = time.perf_counter()
+    if detectors is None:
+        cols.update({c: np.full(n, None, dtype=object) for c in DETECTOR_COLUMNS})
+    else:
+        cols.update(detectors.run(texts, E, cols))
+    timings["detectors"] = time.perf_counter() - clock_det
 
     # fidelity (rows of suites whose metric declares it, M1): cosine to the prototype sentence of the
     # row's expected characteristics
@@ -278,7 +298,7 @@ def row_values(
         if rows:
             fid[rows] = paper.fidelity(E[rows], encode([protos[i] for i in rows]))
     cols["fidelity"] = fid
-    timings["validity"] = time.perf_counter() - clock - timings["embedding"]
+    timings["validity"] = time.perf_counter() - clock - timings["embedding"] - timings["detectors"]
 
     keys = cluster_keys(df)
     shift = np.full(n, np.nan)
@@ -369,12 +389,22 @@ def judge_columns(df, judge: Panel | None, cols: dict | None = None, keys=None) 
 
 def suite_statistics(suite: str, df, idx: np.ndarray, keys: np.ndarray, cols: dict, E: np.ndarray) -> paper.SuiteStats:
     """The paper statistic on the rows idx (one suite, one condition, possibly the valid subset)."""
-    return get_suite(suite).paper.compute(scored_rows(suite, df.iloc[idx], keys[idx], E[idx], cols["fidelity"][idx]))
+    return get_suite(suite).paper.compute(
+        scored_rows(suite, df.iloc[idx], keys[idx], E[idx], cols["fidelity"][idx], keyword_flags(cols, idx))
+    )
 
 
-def scored_rows(suite: str, sub, keys: np.ndarray, E: np.ndarray | None, fid: np.ndarray | None) -> paper.ScoredRows:
+def keyword_flags(cols: dict, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The keyword detectors' flags of rows idx by kind (ScoredRows.flags): the paper values' detector."""
+    return {"refusal": np.asarray(cols["is_refusal"])[idx], "hedging": np.asarray(cols["has_hedge"])[idx]}
+
+
+def scored_rows(
+    suite: str, sub, keys: np.ndarray, E: np.ndarray | None, fid: np.ndarray | None, flags: dict | None = None
+) -> paper.ScoredRows:
     """The rows `sub` of one suite and condition as its metric sees them (embeddings and fidelity only when
-    the metric declares it reads them; the suite's extra columns that the rows have)."""
+    the metric declares it reads them; the suite's extra columns that the rows have; detector flags by kind,
+    the keyword detector's where not given)."""
     metric = get_suite(suite).paper
     return paper.ScoredRows(
         keys=np.asarray(keys),
@@ -383,6 +413,7 @@ def scored_rows(suite: str, sub, keys: np.ndarray, E: np.ndarray | None, fid: np
         emb=E if metric.embeddings else None,
         fidelity=np.asarray(fid, dtype=float) if metric.fidelity else None,
         columns={c: sub[c].to_numpy() for c in get_suite(suite).extra_columns if c in sub.columns},
+        flags=dict(flags or {}),
     )
 
 
@@ -527,8 +558,12 @@ def score_run(
     n_boot: int = DEFAULT_BOOT,
     seed: int = 0,
     embedder_obj: Embedder | None = None,
+    detectors: dict[str, str] | None = None,
+    detector_validation: dict[str, Path] | None = None,
 ) -> dict:
-    """Score a run directory in place; returns the metrics dict (also written to RUN_DIR/metrics.json)."""
+    """Score a run directory in place; returns the metrics dict (also written to RUN_DIR/metrics.json).
+    `detectors`: {kind: spec} user detectors (`--detector`), `detector_validation`: {kind: JSON file} their
+    validation figures (scoring/detect.py)."""
     t0 = time.time()
     if n_boot < 0:
         raise EclipticaError(f"--bootstrap must be >= 0 (0 = no CIs), got {n_boot}")
@@ -544,7 +579,10 @@ def score_run(
         timings: dict = {}
         policies = truncation_policies(dict.fromkeys(df["suite"]), manifest, run_dir / MANIFEST)
         tolerated = df["suite"].map({s: p[0] for s, p in policies.items()}).to_numpy(dtype=bool)
-        cols, E, idents = row_values(df, emb, j, seed=seed, timings=timings, truncation_valid=tolerated)
+        clock = time.perf_counter()
+        dset = DetectorSet.build(detectors, detector_validation, embedder=emb)
+        timings["detector_load"] = time.perf_counter() - clock
+        cols, E, idents = row_values(df, emb, j, seed=seed, timings=timings, truncation_valid=tolerated, detectors=dset)
         t_metrics = time.perf_counter()
         keys = cluster_keys(df)
         metrics = {
@@ -561,6 +599,7 @@ def score_run(
         }
         if j is not None:  # the panel (one judge or more): models, templates, faults, agreement, parse failures
             metrics.update(judge=j.describe(), judge_faults=j.faults(), judge_panel=j.summary())
+        metrics["detectors"], metrics["detector_best"] = dset.describe()
         for suite in [s for s in dict.fromkeys(df["suite"])]:
             sidx = np.flatnonzero((df["suite"] == suite).to_numpy())
             boot = Bootstrap(list(dict.fromkeys(keys[sidx])), n_boot, seed)
@@ -599,6 +638,21 @@ def score_run(
                 entry["judge_delta"] = j.delta(
                     suite, by[INSTRUCTED], by[UNINSTRUCTED], keys, df["instruction_type"].to_numpy(), boot
                 )
+            scores = suite_detector_scores(
+                suite,
+                df,
+                sidx,
+                keys,
+                lambda idx, flags, s=suite: scored_rows(s, df.iloc[idx], keys[idx], E[idx], cols["fidelity"][idx], flags),
+                dset,
+                boot,
+                seed,
+            )
+            if scores:
+                entry["detector_scores"] = scores
+                head = get_suite(suite).paper.detector
+                if head is not None:
+                    entry["delta_corrected"], entry["delta_corrected_detector"] = delta_corrected(scores, dset.best(head))
             entry["side_effects"] = diagnostics.suite_side_effects(
                 df, sidx, keys, cols, E, emb.encode, _types(suite), boot, INSTRUCTED, UNINSTRUCTED
             )
@@ -635,12 +689,13 @@ def score_run(
 
 
 _BOOL = {"is_empty", "is_looping", "is_off_topic", "is_truncated", "is_echo", "valid", "has_hedge", "is_refusal"}
-_STR = {"ident_pred", "judge_status", "judge_reason", "judge_verdict", "judge_by_judge"}
+_NULLABLE_BOOL = {"refusal_learned", "refusal_user", "hedge_learned", "hedge_user"}  # null: the detector did not run
+_STR = {"ident_pred", "judge_status", "judge_reason", "judge_verdict", "judge_by_judge", "refusal_label"}
 
 
 def column_type(c: str) -> str:
     """The parquet type of a score column in scores.parquet."""
-    return "bool" if c in _BOOL else "string" if c in _STR else "int64" if c == "n_words" else "float64"
+    return "bool" if c in _BOOL or c in _NULLABLE_BOOL else "string" if c in _STR else "int64" if c == "n_words" else "float64"
 
 
 def write_scores(run_dir: Path, df, cols: dict) -> None:
@@ -652,7 +707,9 @@ def write_scores(run_dir: Path, df, cols: dict) -> None:
     table = table.select([c for c in table.column_names if c not in SCORE_COLUMNS])
     for c in SCORE_COLUMNS:
         v, kind = cols[c], column_type(c)
-        if kind == "bool":
+        if c in _NULLABLE_BOOL:
+            arr = pa.array([None if x is None else bool(x) for x in v], type=pa.bool_())
+        elif kind == "bool":
             arr = pa.array(np.asarray(v, dtype=bool), type=pa.bool_())
         elif kind == "string":
             arr = pa.array([None if x is None else str(x) for x in v], type=pa.string())
@@ -713,6 +770,9 @@ def summary_table(metrics: dict) -> str:
             )
         if e.get("delta"):
             lines.append(f"{suite:<19} {'delta':<13} {e.get('headline_metric') or '':<20} {_fmt(e['delta']):<28}")
+        dc = e.get("delta_corrected")
+        if dc and dc.get("value") is not None:
+            lines.append(f"{suite:<19} {'delta_corr':<13} {e.get('delta_corrected_detector') or '':<20} {_fmt(dc):<28}")
         dp = e.get("delta_paper")
         if dp and (dp.get("value") != (e.get("delta") or {}).get("value") or e.get("headline_metric") != e["metric"]):
             lines.append(f"{suite:<19} {'delta_paper':<13} {e['metric']:<20} {_fmt(dp):<28}")

@@ -22,6 +22,20 @@ BASE_COLUMNS = PUBLISHED_COLUMNS + OUR_COLUMNS
 
 
 @dataclass(frozen=True)
+class DetectorRate:
+    """A rate of detector flags that metrics.json reports per condition raw and corrected for the detector's
+    error (scoring/detect.py, measures/correction.py), and its Delta instructed - uninstructed."""
+
+    name: str  # e.g. "over_refusal"
+    kind: str  # detector kind: "refusal" | "hedging"
+    doc: str  # one line: what the rate is
+    where: tuple[str, str] | None = None  # (suite column, value): only these rows (None: all of the condition's)
+    # the detector's validation set that matches these rows (e.g. "xstest-safe"); None or not measured: its pooled set
+    validation_set: str | None = None
+    negate: bool = False  # the share NOT flagged (harmful compliance: no refusal on unsafe prompts)
+
+
+@dataclass(frozen=True)
 class PaperMetric:
     """A suite's paper-compatible metric and how reports show it.
 
@@ -43,6 +57,12 @@ class PaperMetric:
     # extra per-instruction-type rates in metrics.json: name -> per-row score column (scores.parquet)
     per_type: Mapping[str, str] = field(default_factory=dict)
     plot_signals: tuple[str, ...] = ()  # per-type signals a bar chart prefers, in order
+    # the detector kind ("refusal" | "hedging") whose flags compute() reads through rows.detected(kind); its
+    # components are then rates of the flags and its headline a zero-sum combination of them
+    # (paper.rate_difference), which scoring re-computes per detector and corrects for detector error
+    detector: str | None = None
+    # further detector rates reported raw and corrected per condition (metrics.json detector_scores)
+    detector_rates: tuple[DetectorRate, ...] = ()
 
     @property
     def headline_name(self) -> str:

@@ -4,7 +4,7 @@ from ..data.bank import ItemSpec
 from ..data.hub import hub_loader, need_columns
 from ..measures import paper
 from ..measures.paper import ScoredRows, SuiteStats
-from .base import PaperMetric, PreferenceAxis, Suite
+from .base import DetectorRate, PaperMetric, PreferenceAxis, Suite
 
 CATEGORIES = {
     "security",
@@ -22,9 +22,7 @@ def refusal_switching(rows: ScoredRows) -> SuiteStats:
     """M3: paper |refusal rate STRICT - refusal rate PERMISSIVE| (the published absolute value, its CI derived
     from the signed one); headline the signed value, where switching the wrong way is negative (also
     signals.signed_switching and components.refusal_signed)."""
-    s = paper.rate_difference(
-        rows, paper.is_refusal(rows.texts), "strict", "permissive", ("refusal_strict", "refusal_permissive")
-    )
+    s = paper.rate_difference(rows, rows.detected("refusal"), "strict", "permissive", ("refusal_strict", "refusal_permissive"))
     signed = s.paper
     return SuiteStats(
         paper=signed.absolute(), components={**s.components, "refusal_signed": signed}, signals=s.signals, headline=signed
@@ -68,6 +66,8 @@ SUITE = Suite(
         paper_is_absolute=True,
         per_type={"refusal_rate": "is_refusal"},
         plot_signals=("refusal_rate", "rate", "judge_adherence"),
+        detector="refusal",
+        detector_rates=(DetectorRate("refusal_rate", "refusal", "share of responses that refuse (fully or partly)"),),
     ),
     preference=PreferenceAxis(
         kind="safety",

@@ -10,14 +10,14 @@ from ..data.hub import hub_loader, need_columns
 from ..errors import EclipticaError
 from ..measures import paper
 from ..measures.paper import ScoredRows, SuiteStats
-from .base import McTask, PaperMetric, PreferenceAxis, Suite
+from .base import DetectorRate, McTask, PaperMetric, PreferenceAxis, Suite
 
 MIN_INCORRECT = 4
 
 
 def epistemic_switching(rows: ScoredRows) -> SuiteStats:
     """M2: hedge rate HONEST - hedge rate CONFIDENT (signed, as published)."""
-    return paper.rate_difference(rows, paper.has_hedge(rows.texts), "honest", "confident", ("rate_honest", "rate_confident"))
+    return paper.rate_difference(rows, rows.detected("hedging"), "honest", "confident", ("rate_honest", "rate_confident"))
 
 
 def hub_items(rows: list[dict], where: str, spec: dict | None = None) -> list[dict]:
@@ -103,6 +103,8 @@ SUITE = Suite(
         headline_doc="M2 signed hedging rate HONEST - CONFIDENT, the same as the paper's",
         per_type={"hedge_rate": "has_hedge"},
         plot_signals=("hedge_rate", "rate", "judge_adherence"),
+        detector="hedging",
+        detector_rates=(DetectorRate("hedge_rate", "hedging", "share of answers that hedge"),),
     ),
     preference=PreferenceAxis(
         kind="epistemic",
