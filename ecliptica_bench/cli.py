@@ -906,12 +906,7 @@ def judge_eval_cmd(gold, limit, detector_specs, out, **kw):
     metavar="NAME=DIR",
     help="Folder holding the files of a named source (repeatable; `--xstest DIR` = `--source xstest-v2=DIR`).",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Output folder (default: the package's detectors/weights, what ships).",
-)
+@output_dir_option(help="Output folder (default: the package's detectors/weights, what ships).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--embedder", default=None, help="MiniLM folder (default: the embedded all-MiniLM-L6-v2).")
 def build_detectors_cmd(kinds, xstest, sources, out, seed, embedder):
