@@ -536,6 +536,14 @@ def build_prefs_cmd(out, source, seed, heldout, hub_file, max_pairs, drop_eval_o
     "results, fewer tokens through the model).",
 )
 @click.option(
+    "--ref-cache-mb",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Keep the reference model's completion hidden states (up to this many MB) so later epochs skip the "
+    "reference forward (same results); 0 turns it off.",
+)
+@click.option(
     "--eval-heldout", is_flag=True, help="Held-out preference accuracy before and after training (OUTPUT_DIR/pref_eval.json)."
 )
 @click.option("--eval-only", is_flag=True, help="Only measure preference accuracy of --model (+ --adapter) on --split.")

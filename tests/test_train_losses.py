@@ -139,7 +139,7 @@ ROWS = [
 ]
 
 
-def make_trainer(tiny, tmp_path, kl=0.0, sft=0.0, beta=0.1, pack=True):
+def make_trainer(tiny, tmp_path, kl=0.0, sft=0.0, beta=0.1, pack=True, ref_cache=None):
     import copy
 
     from peft import LoraConfig
@@ -177,6 +177,7 @@ def make_trainer(tiny, tmp_path, kl=0.0, sft=0.0, beta=0.1, pack=True):
         kl_schedule=KLSchedule(kl, kl),
         sft_weight=sft,
         pack=pack,
+        ref_cache=ref_cache,
     )
     batch = next(iter(trainer.get_train_dataloader()))
     return trainer, batch
@@ -290,6 +291,11 @@ def test_completion_head_values_and_gradients_match_full_logits():
     (gh,) = torch.autograd.grad((a * out.logps).sum(), (h,))
     (gh_lp,) = torch.autograd.grad((a * token_logps(h @ W.t(), labels)).sum(), (h,))
     assert torch.allclose(gh, gh_lp, atol=1e-5) and not torch.allclose(gh, gh_full, atol=1e-3)
+    # and only the KL's gradient when the log-probs are not used
+    (gh,) = torch.autograd.grad((b * completion_head(h, W, labels, ref_logq=logq, chunk_tokens=3).kl).sum(), (h,))
+    lp2 = torch.log_softmax(h @ W.t(), -1)
+    (gh_kl,) = torch.autograd.grad((b * (lp2.exp() * (lp2 - logq)).sum(-1)).sum(), (h,))
+    assert torch.allclose(gh, gh_kl, atol=1e-5)
 
 
 def test_plan_packing_shares_prompts_and_drops_padding():
@@ -411,6 +417,73 @@ def test_packing_does_not_change_the_loss_or_its_gradient(tiny, tmp_path):
     for a, b in ((l1, l2), (d1, d2), (k1, k2), (s1, s2)):
         assert a == pytest.approx(b, rel=1e-4)
     assert torch.allclose(g1, g2, atol=1e-5, rtol=1e-3)
+
+
+def _backbone_calls(model):
+    """Record, per backbone forward, whether it ran as the reference (adapter disabled) or the policy."""
+    lora = _lora_layers(model)
+    calls = []
+    handle = model.get_base_model().model.register_forward_hook(
+        lambda *_: calls.append("ref" if lora[0].disable_adapters else "policy")
+    )
+    return calls, handle
+
+
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "padded"])
+def test_cached_reference_equals_live_reference(tiny, tmp_path, pack):
+    """RefCache: the second pass over the same batch runs no reference backbone, and its loss, terms (KL,
+    DPO reference log-probs) and gradients equal the live computation to 1e-5 in float32."""
+    from ecliptica_bench.train.trainer import RefCache
+
+    cache = RefCache(1 << 30)
+    live, batch = make_trainer(tiny, tmp_path / "live", kl=0.7, sft=0.3, pack=pack)
+    cached, batch2 = make_trainer(tiny, tmp_path / "cached", kl=0.7, sft=0.3, pack=pack, ref_cache=cache)
+    assert torch.equal(batch["input_ids"], batch2["input_ids"])
+    for t in (live, cached):
+        perturb_lora(t.model)
+    results = {}
+    for name, t, runs in (("live", live, 1), ("cached", cached, 2)):
+        for i in range(runs):
+            calls, handle = _backbone_calls(t.model)
+            try:
+                t.model.zero_grad()
+                loss = t.compute_loss(t.model, batch)
+                loss.backward()
+            finally:
+                handle.remove()
+            m = t._metrics["train"]
+            grads = torch.cat([p.grad.flatten() for p in t.model.parameters() if p.requires_grad])
+            results[(name, i)] = (calls, loss.item(), m["dpo"][-1], m["kl"][-1], m["sft"][-1], m["rewards/margins"][-1], grads)
+    assert results[("live", 0)][0] == ["ref", "policy"]
+    assert results[("cached", 0)][0] == ["ref", "policy"]  # first sight: the reference runs and is kept
+    assert results[("cached", 1)][0] == ["policy"]  # then the reference backbone is skipped
+    assert cache.hits == 1 and cache.misses == 1 and len(cache.rows) == batch["input_ids"].shape[0]
+    want = results[("live", 0)]
+    assert want[3] > 1e-4 and abs(want[5]) > 1e-4  # a real KL and reward margin to compare
+    for key in (("cached", 0), ("cached", 1)):
+        got = results[key]
+        for a, b in zip(got[1:6], want[1:6]):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+        assert torch.allclose(got[6], want[6], rtol=1e-5, atol=1e-6)
+
+
+def test_ref_cache_keys_rows_by_tokens_and_labels():
+    from ecliptica_bench.train.trainer import RefCache
+
+    ids = torch.tensor([[5, 6, 7, 0], [5, 6, 8, 9]])
+    att = (ids != 0).long()
+    lab = ids.masked_fill(torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0]]).bool(), -100)
+    keys = RefCache.keys(ids, att, lab)
+    assert len(set(keys)) == 2
+    # the same row padded to another length is the same key; another label mask is another key
+    assert RefCache.keys(ids[:1, :3], att[:1, :3], lab[:1, :3]) == keys[:1]
+    assert RefCache.keys(ids[:1], att[:1], ids[:1]) != keys[:1]
+    # a left-padded row has no key (its states depend on the padding)
+    assert RefCache.keys(torch.tensor([[0, 5, 6]]), torch.tensor([[0, 1, 1]]), torch.tensor([[-100, 5, 6]])) is None
+    # the byte budget: rows beyond it are not kept
+    c = RefCache(max_bytes=3 * 4 * 2)
+    c.put(keys, torch.ones(5, 2), [3, 2])
+    assert list(c.rows) == [keys[0]] and c.get(keys) is None and c.get(keys[:1]).shape == (3, 2)
 
 
 def test_bf16_autocast_gives_finite_terms_close_to_fp32(tiny, tmp_path):
@@ -640,6 +713,43 @@ def test_train_with_dtype_bfloat16_runs_the_step_under_autocast(tiny_dir, prefs_
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2 and all(math.isfinite(h["loss"]) and math.isfinite(h["kl"]) for h in logs)
     assert logs[1]["kl"] > 0
+
+
+def test_heldout_eval_reuses_the_base_log_probs(tiny_dir, prefs_dir, tmp_path, monkeypatch):
+    """The adapter's reference (its base) log-probs come from the base model's evaluation when the process has
+    it (the demo evaluates the base, then each adapter): one pass fewer, the same report."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    import ecliptica_bench.train.trainer as tm
+
+    pm = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_dir), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
+    perturb_lora(pm)
+    pm.save_pretrained(tmp_path / "adapter")
+    calls = []
+    real = tm.pair_logps
+    monkeypatch.setattr(tm, "pair_logps", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def evaluate(adapter):
+        calls.clear()
+        return tm.evaluate_preferences(str(tiny_dir), adapter, prefs_dir, max_length=128), len(calls)
+
+    monkeypatch.setattr(tm, "_BASE_LOGPS", {})
+    live, n_live = evaluate(tmp_path / "adapter")  # no base evaluation yet: the reference pass runs
+    monkeypatch.setattr(tm, "_BASE_LOGPS", {})
+    base, _ = evaluate(None)
+    reused, n_reused = evaluate(tmp_path / "adapter")
+    assert (n_live, n_reused) == (2, 1)
+    assert abs(live["overall"]["mean_reward_margin"]) > 1e-4
+    for part in ("overall", *live["per_kind"]):
+        a = live["overall"] if part == "overall" else live["per_kind"][part]
+        b = reused["overall"] if part == "overall" else reused["per_kind"][part]
+        assert set(a) == set(b)
+        for k in a:
+            assert b[k] == (pytest.approx(a[k], rel=1e-5, abs=1e-7) if isinstance(a[k], float) else a[k]), (part, k)
+    assert base["overall"]["accuracy_logp"] is not None
 
 
 def test_train_refuses_foreign_out_dir(tiny_dir, prefs_dir, tmp_path):

@@ -24,6 +24,25 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 
+def _head_chunks(hidden, w, labels, ref_logq, chunk_tokens, cdt, logp_all, logps, entropy, mean_logit, top1, kl):
+    """_CompletionHead's forward, chunk by chunk, into the given output tensors (fp32 outside the projection)."""
+    n = hidden.shape[0]
+    for s in range(0, n, chunk_tokens):
+        e = min(s + chunk_tokens, n)
+        z = (hidden[s:e].to(cdt) @ w.t()).float()
+        mean_logit[s:e] = z.mean(-1)
+        top1[s:e] = z.argmax(-1) == labels[s:e]
+        logp = logp_all[s:e]  # log-softmax written in place: no (chunk, V) temporaries beyond p
+        torch.sub(z, torch.logsumexp(z, dim=-1, keepdim=True), out=logp)
+        del z
+        p = logp.exp()
+        logps[s:e] = logp.gather(1, labels[s:e, None]).squeeze(1)
+        p_logp = torch.linalg.vecdot(p, logp)  # sum_j p_j log p_j, fused (no product tensor)
+        entropy[s:e] = -p_logp
+        if kl is not None:  # KL = sum_j p_j log p_j - sum_j p_j log q_j
+            kl[s:e] = p_logp - torch.linalg.vecdot(p, ref_logq[s:e])
+
+
 class _CompletionHead(torch.autograd.Function):
     """LM head on completion positions: log p(label), and KL(pi || pi_ref) against given reference log-probs.
 
@@ -44,18 +63,8 @@ class _CompletionHead(torch.autograd.Function):
         top1 = torch.empty(n, device=dev, dtype=torch.bool)
         kl = torch.empty(n, **f32) if ref_logq is not None else None
         logp_all = torch.empty((n, vocab), **f32)
-        for s in range(0, n, chunk_tokens):
-            e = min(s + chunk_tokens, n)
-            z = (hidden[s:e].to(cdt) @ w.t()).float()
-            logp = torch.log_softmax(z, dim=-1)
-            logp_all[s:e] = logp
-            p = logp.exp()
-            logps[s:e] = logp.gather(1, labels[s:e, None]).squeeze(1)
-            entropy[s:e] = -(p * logp).sum(-1)
-            mean_logit[s:e] = z.mean(-1)
-            top1[s:e] = z.argmax(-1) == labels[s:e]
-            if kl is not None:
-                kl[s:e] = (p * (logp - ref_logq[s:e])).sum(-1)
+        with torch.autocast(dev.type, enabled=False):  # the projection is cast by hand; the rest stays fp32
+            _head_chunks(hidden, w, labels, ref_logq, chunk_tokens, cdt, logp_all, logps, entropy, mean_logit, top1, kl)
         ctx.save_for_backward(hidden, weight, labels, logp_all, ref_logq, kl)
         ctx.cdt, ctx.chunk_tokens = cdt, chunk_tokens
         ctx.mark_non_differentiable(entropy, mean_logit, top1, *([logp_all] if keep_logq else []))
@@ -72,22 +81,33 @@ class _CompletionHead(torch.autograd.Function):
         if g_lp is None and g_kl is None:
             return None, None, None, None, None, None
         w = weight.to(ctx.cdt)
-        for s in range(0, hidden.shape[0], ctx.chunk_tokens):
-            e = min(s + ctx.chunk_tokens, hidden.shape[0])
-            logp = logp_all[s:e]
-            p = logp.exp()
-            gz = torch.zeros_like(p)
-            if g_lp is not None:
-                gz -= g_lp[s:e, None] * p
-                gz.scatter_add_(1, labels[s:e, None], g_lp[s:e, None].float())
-            if g_kl is not None:
-                gz += g_kl[s:e, None] * p * (logp - ref_logq[s:e] - kl[s:e, None])
-            gz = gz.to(ctx.cdt)
-            if need_h:
-                grad_h[s:e] = (gz @ w).float()
-            if need_w:
-                grad_w += (gz.t() @ hidden[s:e].to(ctx.cdt)).float()
+        with torch.autocast(hidden.device.type, enabled=False):  # fp32 but for the hand-cast projection
+            _head_grads(ctx, hidden, w, labels, logp_all, ref_logq, kl, g_lp, g_kl, grad_h, grad_w, need_h, need_w)
         return (grad_h.to(hidden.dtype) if need_h else None, grad_w.to(weight.dtype) if need_w else None, None, None, None, None)
+
+
+def _head_grads(ctx, hidden, w, labels, logp_all, ref_logq, kl, g_lp, g_kl, grad_h, grad_w, need_h, need_w):
+    for s in range(0, hidden.shape[0], ctx.chunk_tokens):
+        e = min(s + ctx.chunk_tokens, hidden.shape[0])
+        logp = logp_all[s:e]
+        p = logp.exp()
+        # gz = g_kl p (log p - log q - KL) - g_lp p + g_lp 1[j = y], built in place on as few (chunk, V) tensors as can be
+        if g_kl is not None:
+            gz = logp - ref_logq[s:e]
+            gz.sub_(kl[s:e, None]).mul_(g_kl[s:e, None])
+            if g_lp is not None:
+                gz.sub_(g_lp[s:e, None])
+            gz.mul_(p)
+            del p
+        else:
+            gz = p.mul_(-g_lp[s:e, None])
+        if g_lp is not None:
+            gz.scatter_add_(1, labels[s:e, None], g_lp[s:e, None].float())
+        gz = gz.to(ctx.cdt)
+        if need_h:
+            grad_h[s:e] = (gz @ w).float()
+        if need_w:
+            grad_w += (gz.t() @ hidden[s:e].to(ctx.cdt)).float()
 
 
 @dataclass

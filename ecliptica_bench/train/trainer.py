@@ -19,7 +19,12 @@ Speed (a CPU is the demo's trainer): the head projects completion positions only
 every position), and the backbone runs on a padding-free layout in which the chosen and rejected rows of a
 pair share their prompt (packing.py; same outputs to float rounding). `--dtype auto` uses bf16 autocast where
 the hardware has native bf16 matmuls (CUDA with bf16, CPUs with AVX512-BF16 or AMX) and fp32 elsewhere:
-without native support bf16 matmuls are emulated and far slower than fp32.
+without native support bf16 matmuls are emulated and far slower than fp32. The reference is frozen, so its
+completion hidden states are kept per sequence (RefCache, --ref-cache-mb): a second epoch, or a second run on
+the same data in the same process (the demo's DPO then CITA), projects the kept states instead of running the
+reference backbone; the loss is exactly the same (RefCache's docstring says why hidden states and not a
+top-k of the log-probs). The held-out evaluation computes the base model's log-probs once per process and uses
+them as every adapter's reference log-probs.
 
 Layout of OUT:
     train_config.json   every setting, the resolved model and dtype, the data manifest sha, library versions
@@ -119,6 +124,7 @@ class TrainConfig:
     eval_heldout: bool = False
     dtype: str = "auto"  # auto: bf16 autocast where the hardware has native bf16, else fp32
     pack: bool = True  # padding-free, prompt-sharing batches (packing.py)
+    ref_cache_mb: int = 512  # keep the reference's completion hidden states for later epochs/runs (RefCache); 0 = off
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
@@ -223,6 +229,99 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+class RefCache:
+    """The reference model's final hidden states at the scored (completion) positions, per sequence.
+
+    The reference (the base model, adapter disabled) is frozen, so its hidden states depend on a sequence's
+    tokens only: the first time a sequence is seen its reference pass runs as before and its completion
+    hidden states are kept; a batch whose sequences are all kept skips the reference backbone (the most of a
+    reference pass) and projects the kept states through the LM head instead. So a second epoch, and a
+    second run on the same data in the same process (the demo trains DPO, then CITA), run no reference
+    backbone at all.
+
+    What is kept, and why not the log-probs: the DPO term needs log pi_ref(y) of the completion tokens (one
+    number per token), but CITA's anchor is the full-vocabulary KL(pi || pi_ref), which needs the whole
+    reference distribution at every completion position: V = 49,152 floats per token for SmolLM2, about
+    10 GB for the demo's data. A top-k or sampled-token shortcut would change the loss (and the sampled-token
+    log-ratio is not a KL: it can be negative). The final hidden state (576 floats) determines that
+    distribution exactly through the frozen, bias-free LM head (FusedHead refuses heads with a bias or
+    scaling), so keeping it keeps the loss exactly the same at 1/85 of the memory; the projection it costs
+    is the same one the live reference pass does.
+
+    The values are the ones the live pass computes (the same model, dtype and tokens); only the packed
+    layout a sequence was first computed in may differ, which changes float rounding only (packing.py).
+    Rows are keyed by their real tokens and their label mask, so a different truncation or prompt format is
+    a different row. `max_bytes` bounds the memory; beyond it new rows are not kept (they run live).
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.rows: dict[bytes, object] = {}
+        self.bytes = 0
+        self.hits = 0  # batches served from the cache
+        self.misses = 0  # batches whose reference backbone ran
+
+    @staticmethod
+    def keys(input_ids, attention_mask, labels) -> list[bytes] | None:
+        """One key per row (its real tokens and labels); None when a row is not right-padded, whose hidden
+        states would depend on the padding (the caller then runs the batch live)."""
+        import numpy as np
+
+        ids, lab = input_ids.cpu().numpy(), labels.cpu().numpy()
+        if attention_mask is None:
+            lengths = [ids.shape[1]] * ids.shape[0]
+        else:
+            am = attention_mask.cpu().numpy().astype(bool)
+            lengths = am.sum(1).tolist()
+            if not all(am[b, :n].all() for b, n in enumerate(lengths)):
+                return None
+        return [
+            np.int64(n).tobytes() + ids[b, :n].astype(np.int64).tobytes() + lab[b, :n].astype(np.int64).tobytes()
+            for b, n in enumerate(lengths)
+        ]
+
+    def get(self, keys: list[bytes]):
+        """The batch's reference hidden states in FusedHead's order (row by row), or None unless every row is kept."""
+        import torch
+
+        if not all(k in self.rows for k in keys):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return torch.cat([self.rows[k] for k in keys])
+
+    def put(self, keys: list[bytes], h, counts: list[int]) -> None:
+        for k, part in zip(keys, h.detach().split(counts)):
+            size = part.numel() * part.element_size()
+            if k not in self.rows and self.bytes + size <= self.max_bytes:
+                self.rows[k] = part.clone()
+                self.bytes += size
+
+
+_REF_CACHES: dict[tuple, RefCache] = {}  # per process: one per (base model files, dtype, attention)
+
+
+def _model_files_key(model_path: str) -> tuple:
+    """A model folder's path and its files' names, sizes and times: a model rewritten on disk is another key."""
+    p = Path(model_path)
+    if not p.is_dir():
+        return (model_path,)
+    files = tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in p.iterdir() if f.is_file()))
+    return (str(p.resolve()), files)
+
+
+def ref_cache_for(model_path: str, dtype: str, attention: str | None, max_mb: int) -> RefCache | None:
+    """The process's reference cache for this base model (its files' names, sizes and times are part of the
+    key, so a model rewritten on disk gets a fresh cache); None with max_mb 0."""
+    if max_mb <= 0:
+        return None
+    key = (_model_files_key(model_path), dtype, attention)
+    cache = _REF_CACHES.get(key)
+    if cache is None or cache.max_bytes != max_mb << 20:
+        cache = _REF_CACHES[key] = RefCache(max_mb << 20)
+    return cache
+
+
 class FusedHead:
     """Replaces trl's fused LM head on `model` (the causal LM under the PEFT wrapper).
 
@@ -233,7 +332,7 @@ class FusedHead:
     scores the KL against it and leaves the per-token results in `last` for the trainer. Any other call
     goes to the model's own forward (generation, merging)."""
 
-    def __init__(self, model, pack: bool = True, chunk_tokens: int = 256):
+    def __init__(self, model, pack: bool = True, chunk_tokens: int = 256, ref_cache: RefCache | None = None):
         from trl.trainer.utils import FusedCausalLMOutput
 
         cfg = model.config.get_text_config()
@@ -257,6 +356,7 @@ class FusedHead:
         impl = getattr(model.config, "_attn_implementation", None)
         self.attn = impl if pack and impl in ("sdpa", "eager") else None
         self.chunk_tokens = chunk_tokens
+        self.ref_cache = ref_cache
         self.mode: str | None = None
         self.ref_logq = None
         self.last: dict | None = None
@@ -301,20 +401,28 @@ class FusedHead:
                 raise RuntimeError(f"FusedHead: {unsupported} is not supported")
         kwargs.pop("num_items_in_batch", None)
         B, T = input_ids.shape
-        backbone = self.model.base_model
-        plan = self._plan(input_ids, attention_mask)
-        if plan is not None:
-            mask = plan.attention_mask(self.attn).to(input_ids.device)
-            hidden = backbone(
-                input_ids=plan.input_ids, attention_mask=mask, position_ids=plan.position_ids, use_cache=False, **kwargs
-            ).last_hidden_state
-            index = plan.index
-        else:
-            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).last_hidden_state
-            index = torch.arange(B * T, device=input_ids.device).view(B, T)
         lab = labels[:, 1:]
         sel = lab != -100
-        h = hidden.reshape(-1, hidden.shape[-1])[index[:, :-1][sel]]
+        keys = h = None
+        # peft passes output_attentions=None & co.; any set model argument could change the states: run live
+        if self.mode == "ref" and self.ref_cache is not None and all(v is None for v in kwargs.values()):
+            keys = self.ref_cache.keys(input_ids, attention_mask, labels)
+            h = self.ref_cache.get(keys) if keys is not None else None
+        plan = self._plan(input_ids, attention_mask)
+        if h is None:
+            backbone = self.model.base_model
+            if plan is not None:
+                mask = plan.attention_mask(self.attn).to(input_ids.device)
+                hidden = backbone(
+                    input_ids=plan.input_ids, attention_mask=mask, position_ids=plan.position_ids, use_cache=False, **kwargs
+                ).last_hidden_state
+                index = plan.index
+            else:
+                hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).last_hidden_state
+                index = torch.arange(B * T, device=input_ids.device).view(B, T)
+            h = hidden.reshape(-1, hidden.shape[-1])[index[:, :-1][sel]]
+            if keys is not None:
+                self.ref_cache.put(keys, h, sel.sum(1).tolist())
         out = completion_head(
             h,
             self.model.get_output_embeddings().weight,
@@ -360,6 +468,7 @@ def _preference_trainer_cls():
             sft_weight: float = 0.0,
             kl_chunk_tokens: int = 256,
             pack: bool = True,
+            ref_cache: RefCache | None = None,
             **kwargs,
         ):
             self.kl_schedule = kl_schedule
@@ -376,7 +485,11 @@ def _preference_trainer_cls():
                     "the adapter disabled (pass a peft_config)"
                 )
             self.head = FusedHead(
-                self.accelerator.unwrap_model(self.model).get_base_model(), pack=pack, chunk_tokens=kl_chunk_tokens
+                self.accelerator.unwrap_model(self.model).get_base_model(),
+                pack=pack,
+                chunk_tokens=kl_chunk_tokens,
+                # a "ref" adapter (re-training an adapter) is a reference that is not the base model: not cached
+                ref_cache=None if "ref" in getattr(self.model, "peft_config", {}) else ref_cache,
             )
 
         def current_kl_weight(self) -> float:
@@ -605,6 +718,7 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path, callback
         kl_schedule=cfg.kl_schedule,
         sft_weight=cfg.sft_weight,
         pack=cfg.pack,
+        ref_cache=ref_cache_for(model_path, resolve_dtype(cfg.dtype), model.config._attn_implementation, cfg.ref_cache_mb),
     )
 
 
@@ -616,7 +730,7 @@ def _last_checkpoint(ckpt_dir: Path) -> Path | None:
 
 
 # settings that may change on --resume (they do not change what is trained)
-_RESUMABLE = {"out", "resume", "merge", "save_steps", "eval_heldout", "pack", "extra"}
+_RESUMABLE = {"out", "resume", "merge", "save_steps", "eval_heldout", "pack", "ref_cache_mb", "extra"}
 
 
 def _run_defining(cfg: TrainConfig) -> dict:
@@ -709,6 +823,8 @@ def peak_rss_mb() -> float:
 
 
 _BASE_EVAL: dict[tuple, dict] = {}  # held-out preference evaluation of a base model, per process
+# per-row log-probs of a base model (adapter disabled = the reference) on tokenized rows, per process
+_BASE_LOGPS: dict[tuple, list[dict]] = {}
 
 
 def _start_out(cfg: TrainConfig, out: Path, rows: list[dict], data_sha: str, dtype: str, processes: int) -> None:
@@ -783,6 +899,8 @@ def train(cfg: TrainConfig) -> dict | None:
 
     csv_cb = _csv_callback_cls()(out / "train_log.csv", cfg.method)
     trainer = build_trainer(cfg, rows, ckpt_dir, callbacks=[csv_cb], model_path=model_path)
+    rcache = getattr(getattr(trainer, "head", None), "ref_cache", None)
+    rc0 = (rcache.hits, rcache.misses) if rcache is not None else None
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(_last_checkpoint(ckpt_dir)) if cfg.resume else None)
     seconds = time.perf_counter() - t0
@@ -845,6 +963,12 @@ def train(cfg: TrainConfig) -> dict | None:
         "seconds_per_step": round(seconds / steps_run, 3) if steps_run else None,
         "tokens_per_second": round(tokens["real"] / seconds, 1) if tokens and seconds > 0 else None,
         "tokens": tokens,  # padded: as trl batches them; packed: what the backbone ran; real: non-padding
+        # batches whose reference pass came from RefCache (hits) or ran the backbone (misses), main process
+        "reference_cache": (
+            {"hits": rcache.hits - rc0[0], "misses": rcache.misses - rc0[1], "mb": round(rcache.bytes / 2**20, 1)}
+            if rcache is not None
+            else None
+        ),
         "peak_rss_mb": round(peak_rss_mb(), 1),  # of the main process
         "train_loss": result.training_loss,
         "last": {k: last.get(k) for k in ("loss", "dpo", "kl", "sft", "reward_margin", "reward_accuracy", "kl_weight")},
@@ -904,10 +1028,16 @@ def evaluate_preferences(
     net.eval()
     feats = [tokenize_pair(tok, prompt_messages(r, prompt_format), r["chosen"], r["rejected"]) for r in rows]
     res = pair_logps(net, feats, tok.pad_token_id, batch_size, max_length)
-    if adapter is not None:
-        with net.disable_adapter():
-            for d, ref in zip(res, pair_logps(net, feats, tok.pad_token_id, batch_size, max_length)):
-                d["rc"], d["rr"] = ref["c"], ref["r"]
+    # the base model's log-probs of these tokens, the same for every adapter on this base: computed once per process
+    memo = (_model_files_key(path), batch_size, max_length, tok.pad_token_id, repr(feats))
+    if adapter is None:
+        _BASE_LOGPS[memo] = [dict(d) for d in res]
+    else:
+        if memo not in _BASE_LOGPS:
+            with net.disable_adapter():
+                _BASE_LOGPS[memo] = pair_logps(net, feats, tok.pad_token_id, batch_size, max_length)
+        for d, ref in zip(res, _BASE_LOGPS[memo]):
+            d["rc"], d["rr"] = ref["c"], ref["r"]
     for r, d in zip(rows, res):
         d.update(kind=r["kind"], pair=r["pair_id"])
 
