@@ -10,12 +10,12 @@ pinned commit into the cache folder. A missing file or a hash that differs is on
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import paths
 from ..data.io import atomic_write_bytes, sha256_file
 from ..errors import EclipticaError
 
@@ -46,10 +46,7 @@ class Source:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("ECLIPTICA_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "ecliptica"
-    )
-    return Path(base) / "detector-sources"
+    return paths.cache_dir() / "detector-sources"
 
 
 def _check(path: Path, want: str, what: str) -> Path:
