@@ -42,7 +42,7 @@ class KindBuild:
 
 
 REGISTRY: dict[str, KindBuild] = {}
-KIND_MODULES = ("refusal", "hedging")  # modules of this package that register a KindBuild when imported
+KIND_MODULES = ("refusal",)  # modules of this package that register a KindBuild when imported
 
 
 def register(kb: KindBuild) -> KindBuild:
