@@ -212,6 +212,11 @@ METRICS_DOCS = {
     "judge_panel": "per suite and label: agreement between judges (Cohen's kappa for 2, Krippendorff's alpha "
     "for more) and each judge's parse-failure rate (only with a judge)",
     "scoring": "how scoring ran (keys below)",
+    "detectors": "every detector that scored this run: name, kind, role (keyword / learned / user), its "
+    "scores.parquet column, the validation sets with n, sensitivity and specificity, and the pooled set the "
+    "correction uses",
+    "detector_best": "per kind: the detector whose corrected rates the headline Delta uses (user over learned over "
+    "keyword, the first with validation figures), null when none has them",
 }
 
 

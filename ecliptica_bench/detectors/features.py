@@ -53,7 +53,9 @@ def minilm_encode(texts: list[str]) -> np.ndarray:
 
 
 def embeddings(texts: list[str], emb: np.ndarray | None, embedder=None) -> np.ndarray:
-    if emb is not None:
+    """MiniLM embeddings of texts: the caller's `emb` unless they come from another embedder (the scorer may
+    run a different one), then the embedder's own when it is MiniLM, else the packaged MiniLM."""
+    if emb is not None and (embedder is None or is_minilm(embedder)):
         return np.asarray(emb, dtype=np.float64)
     if is_minilm(embedder):
         return np.asarray(embedder.encode(texts), dtype=np.float64)

@@ -92,6 +92,12 @@ SCORE_DOCS = {
     "n_words": "words (whitespace split)",
     "has_hedge": "matches a hedging marker (judges/markers/hedging.txt, word boundaries): M2's detector",
     "is_refusal": "matches a refusal marker (judges/markers/refusal.txt): M3's detector",
+    "refusal_learned": "the learned refusal detector's call (detectors/, learned:refusal-v1): full or partial "
+    "refusal; null when it did not run",
+    "refusal_label": "the learned refusal detector's three-way label: full_refusal, partial_refusal or full_compliance",
+    "refusal_user": "the --detector refusal=MODEL call (a Hugging Face classifier); null without one",
+    "hedge_learned": "the learned hedging detector's call; null when none is shipped or it did not run",
+    "hedge_user": "the --detector hedging=MODEL call; null without one",
     "fidelity": "M1 fidelity (cos(response, prototype sentence of the type's characteristics) + 1) / 2; null in "
     "suites whose metric reads no fidelity",
     "prompt_shift": "M1 shift of the row's prompt: mean over pairs of its responses (one condition) of 1 - cos",
@@ -112,6 +118,12 @@ SUITE_DOCS = {
     "delta_paper": "paper(instructed) - paper(uninstructed): the published gain (|M3|, the within-model AQI), "
     "what the paper IAE uses",
     "judge_delta": "the judge-based score's instructed - uninstructed difference (only with a judge)",
+    "detector_scores": "per detector-based rate (refusal, hedging, over-refusal, harmful compliance), condition and "
+    "detector: the raw rate, the rate corrected for the detector's measured sensitivity and specificity "
+    "(Rogan-Gladen, measures/correction.py) with a CI that carries their uncertainty, and the same for the Delta",
+    "delta_corrected": "the headline Delta recomputed from the best detector's corrected rates (what the board's "
+    "headline uses); only for suites whose metric is a detector rate",
+    "delta_corrected_detector": "the detector behind `delta_corrected` (e.g. learned:refusal-v1)",
     "side_effects": "per instruction type and attribute (length, hedging, refusal, readability, drift:<type>): "
     "the mean paired change instructed - uninstructed with its CI, `targeted` when the type means to change it",
 }
@@ -570,9 +582,11 @@ def score_run(
     run_dir = Path(run_dir)
     df, manifest = read_run(run_dir)
     store = RunStore(run_dir)
+    emb, borrowed = None, False
     try:
         emb = embedder_obj or Embedder(embedder, store)
-        if emb.store is None:
+        borrowed = emb.store is None  # a caller's embedder caches into this run's store, for this run only
+        if borrowed:
             emb.store = store
         judges = [judge] if isinstance(judge, JudgeConfig) else list(judge or [])
         j = Panel(judges, store) if judges else None
@@ -685,6 +699,8 @@ def score_run(
         metrics = write_metrics(run_dir, _finite(metrics))
         return metrics
     finally:
+        if borrowed:
+            emb.store = None
         store.close()
 
 
