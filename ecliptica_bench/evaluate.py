@@ -115,17 +115,6 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def _ci(score: dict | None) -> str:
-    if not score:
-        return "-"
-    if score.get("value") is None:
-        return "unscored"
-    v = f"{score['value']:+.3f}"
-    if score.get("ci_low") is not None:
-        v += f" [{score['ci_low']:+.3f}, {score['ci_high']:+.3f}]"
-    return v
-
-
 def _signal(block: dict | None, name: str):
     return (((block or {}).get("signals") or {}).get(name) or {}).get("value")
 
@@ -146,6 +135,8 @@ def judge_agreement(metrics: dict, suite: str) -> str:
 def eval_table(metrics: dict) -> str:
     """Per suite: the metric, instructed and uninstructed values, Delta with its 95% CI, valid %, truncation %
     (instructed), and judge columns when judged."""
+    from .scoring.score import format_score
+
     judged = bool(metrics.get("judge"))
     head = (
         f"{'suite':<19} {'metric':<22} {'instructed':>10} {'uninstr.':>10} {'Delta [95% CI]':<26} {'valid%':>7} {'trunc%':>7}"
@@ -162,7 +153,7 @@ def eval_table(metrics: dict) -> str:
         valid = [v for v in (_signal(ins, "valid_rate"), _signal(unins, "valid_rate")) if v is not None]
         line = (
             f"{suite:<19} {(e.get('headline_metric') or e['metric'] or '')[:22]:<22} {val(ins):>10} {val(unins):>10} "
-            f"{_ci(e.get('delta')):<26} {_pct(min(valid) if valid else None):>7} {_pct(_signal(ins, 'truncation_rate')):>7}"
+            f"{format_score(e.get('delta'), signed=True):<26} {_pct(min(valid) if valid else None):>7} {_pct(_signal(ins, 'truncation_rate')):>7}"
         )
         if judged:
             unscored = [_signal(b, "judge_unscored_rate") for b in (ins, unins) if b]

@@ -754,14 +754,16 @@ def _finite(obj):
 # ------------------------------------------------------------------------------------------------ summary
 
 
-def _fmt(score: dict | None, digits: int = 3) -> str:
+def format_score(score: dict | None, digits: int = 3, signed: bool = False) -> str:
+    """A metrics.json Score as "value [low, high]" ("-" when absent, "unscored" without a value)."""
     if not score:
         return "-"
     if score.get("value") is None:
         return "unscored"
-    v = f"{score['value']:.{digits}f}"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    v = format(score["value"], spec)
     if score.get("ci_low") is not None:
-        v += f" [{score['ci_low']:.{digits}f}, {score['ci_high']:.{digits}f}]"
+        v += f" [{format(score['ci_low'], spec)}, {format(score['ci_high'], spec)}]"
     return v
 
 
@@ -779,19 +781,19 @@ def summary_table(metrics: dict) -> str:
             ident = s.get("identifiability", {}).get("value")
             jv = s.get("judge_adherence", {}).get("value")
             lines.append(
-                f"{suite:<19} {cond:<13} {e['metric']:<20} {_fmt(b['paper']):<28} "
-                f"{_fmt({'value': b['paper_valid']['value']}) if b['paper_valid'] else '-':<10} "
+                f"{suite:<19} {cond:<13} {e['metric']:<20} {format_score(b['paper']):<28} "
+                f"{format_score({'value': b['paper_valid']['value']}) if b['paper_valid'] else '-':<10} "
                 f"{'-' if valid is None else f'{100 * valid:.0f}':>6} {'-' if ident is None else f'{ident:.2f}':>6} "
                 f"{'-' if jv is None else f'{jv:.2f}':>6}"
             )
         if e.get("delta"):
-            lines.append(f"{suite:<19} {'delta':<13} {e.get('headline_metric') or '':<20} {_fmt(e['delta']):<28}")
+            lines.append(f"{suite:<19} {'delta':<13} {e.get('headline_metric') or '':<20} {format_score(e['delta']):<28}")
         dc = e.get("delta_corrected")
         if dc and dc.get("value") is not None:
-            lines.append(f"{suite:<19} {'delta_corr':<13} {e.get('delta_corrected_detector') or '':<20} {_fmt(dc):<28}")
+            lines.append(f"{suite:<19} {'delta_corr':<13} {e.get('delta_corrected_detector') or '':<20} {format_score(dc):<28}")
         dp = e.get("delta_paper")
         if dp and (dp.get("value") != (e.get("delta") or {}).get("value") or e.get("headline_metric") != e["metric"]):
-            lines.append(f"{suite:<19} {'delta_paper':<13} {e['metric']:<20} {_fmt(dp):<28}")
+            lines.append(f"{suite:<19} {'delta_paper':<13} {e['metric']:<20} {format_score(dp):<28}")
     cut = []
     for suite, e in metrics["suites"].items():
         tr = ((e["conditions"].get(INSTRUCTED) or {}).get("signals") or {}).get("truncation_rate") or {}
@@ -812,5 +814,5 @@ def summary_table(metrics: dict) -> str:
         for cond, b in e["conditions"].items():
             jb = b.get("judge")
             if jb and jb.get("metric"):
-                lines.append(f"judge {suite:<19} {cond:<13} {jb['metric']}: {_fmt(jb.get('score'))}")
+                lines.append(f"judge {suite:<19} {cond:<13} {jb['metric']}: {format_score(jb.get('score'))}")
     return "\n".join(lines)
