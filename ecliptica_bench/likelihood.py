@@ -104,7 +104,7 @@ def pair_logps(model, feats: list[dict], pad_token_id: int, batch_size: int = 4,
 
 # ---------------------------------------------------------------------------------------------- pairs
 def heldout_rows(prefs: str | Path = BUNDLED) -> list[dict]:
-    """The held-out preference rows: of a built preference set (build-prefs --out DIR), or `bundled`: the
+    """The held-out preference rows: of a built preference set (build-prefs --output-dir DIR), or `bundled`: the
     bundled switch pairs split exactly as `ecliptica build-prefs` does by default (seed 42, 20% held out)."""
     if str(prefs) == BUNDLED:
         return split_by_pair(pair_rows(load_switch_pairs(), BUNDLED_SEED), BUNDLED_HELDOUT, BUNDLED_SEED)["heldout"]

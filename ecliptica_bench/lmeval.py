@@ -1,12 +1,12 @@
 """The lm-evaluation-harness bridge: a built dataset out as lm-eval tasks, lm-eval's samples back in as a run.
 
-    export-lm-eval DATA_DIR --out TASKS/    one generate_until task per suite (Suite.lmeval_task_name:
+    export-lm-eval DATA_DIR --output-dir TASKS/    one generate_until task per suite (Suite.lmeval_task_name:
                                             `ecliptica`, `ecliptica_truthfulqa`, ...), the group `ecliptica_all`,
                                             and `<task>_mc` for a suite with a multiple-choice task
                                             (Suite.lmeval_mc: TruthfulQA MC1/MC2, loglikelihood)
     lm-eval run --model hf --model_args pretrained=M --device cpu --include_path TASKS/ --tasks ecliptica \
         --apply_chat_template --log_samples --output_path OUT/
-    import-lm-eval OUT/ --data DATA_DIR --out runs/   -> runs/<run_id>/ (the run output contract)
+    import-lm-eval OUT/ --data DATA_DIR --output-dir runs/   -> runs/<run_id>/ (the run output contract)
     ecliptica score runs/<run_id>
 
 What an imported run cannot know: lm-eval does not log why a generation stopped or its token count, so
@@ -93,7 +93,7 @@ def _generation_task_yaml(suite: str, data_file: Path, rows: int, max_new_tokens
         # prompt): the same messages as ecliptica's own runs. Without --apply_chat_template lm-eval joins them
         # as plain text; --system_instruction would be prepended to every instruction. Do not use either.
         #
-        # Scoring is done by ecliptica: `ecliptica import-lm-eval <lm-eval output> --data <dataset> --out runs/`
+        # Scoring is done by ecliptica: `ecliptica import-lm-eval <lm-eval output> --data <dataset> --output-dir runs/`
         # then `ecliptica score runs/<run_id>`. The `bypass` metric below is a placeholder that only keeps
         # lm-eval happy (it reports 999); it measures nothing.
         task: {task_name(suite)}

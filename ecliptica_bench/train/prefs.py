@@ -571,7 +571,7 @@ def load_prefs(directory: Path, split: str = "train") -> list[dict]:
     directory = Path(directory)
     mpath = directory / MANIFEST
     if not mpath.exists():
-        raise EclipticaError(f"{mpath}: missing; build the data with `ecliptica build-prefs --out {directory}`")
+        raise EclipticaError(f"{mpath}: missing; build the data with `ecliptica build-prefs --output-dir {directory}`")
     manifest = read_json(mpath)
     try:
         digest = manifest["outputs"][f"{split}.parquet"]

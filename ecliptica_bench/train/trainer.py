@@ -1023,7 +1023,7 @@ def evaluate_preferences(
 
         from ..backends.base import check_adapter
 
-        adapter = check_adapter(str(adapter))  # an adapter folder, or a train --out folder holding adapter/
+        adapter = check_adapter(str(adapter))  # an adapter folder, or a train --output-dir folder holding adapter/
         net = PeftModel.from_pretrained(net, str(adapter))
     net.eval()
     feats = [tokenize_pair(tok, prompt_messages(r, prompt_format), r["chosen"], r["rejected"]) for r in rows]
