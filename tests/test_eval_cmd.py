@@ -72,6 +72,7 @@ def board_rows(out: Path) -> list[dict]:
 def test_eval_writes_everything_and_a_rerun_generates_and_judges_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     out = tmp_path / "runs"
+    # one server for the whole test: the served model's identity (its fingerprint) includes the address
     with FakeOpenAI(model_and_judge) as server:
         first = invoke(eval_args(server.url, out))
         assert first.exit_code == 0, first.output
@@ -84,41 +85,39 @@ def test_eval_writes_everything_and_a_rerun_generates_and_judges_nothing(tmp_pat
         [run_dir] = [d for d in out.iterdir() if d.is_dir()]
         dry = invoke(["score", str(run_dir), "--judge", f"{server.url},fake-judge", "--dry-run"])
         assert len(server.requests) == len(sent)
-    assert dry.exit_code == 0, dry.output
-    assert "16 rows" in dry.output and re.search(r"judge fake-judge: (\d+) requests \(\1 of them contrastive", dry.output)
-    assert ", 16 cached;" in dry.output  # every single-response verdict is in the cache
-    assert generated and judged
-    for name in ("generations.parquet", "scores.parquet", "metrics.json", "report.html", "manifest.json"):
-        assert (run_dir / name).is_file(), name
-    for res in (first, again):
-        text = res.output
-        assert "Delta [95% CI]" in text and "valid%" in text and "trunc%" in text and "judge agr." in text
-        assert f"report: {run_dir / 'report.html'}" in text
-        assert f"leaderboard: {out / 'leaderboard.csv'} and {out / 'leaderboard.md'}" in text
-        for suite in ("ecliptica", "litmus"):
-            assert any(line.startswith(suite) for line in text.splitlines()), text
-    assert "0 generated now" in again.output and f"{len(generated)} cached" in again.output
-    assert "0 requests" in again.output  # the judge line: every verdict from the cache
-    rows = board_rows(out)
-    assert len(rows) == 1 and rows[0]["run_ids"] == run_dir.name and rows[0]["model"] == "served-model"
-    assert "served-model" in (out / "leaderboard.md").read_text()
+        assert dry.exit_code == 0, dry.output
+        assert "16 rows" in dry.output and re.search(r"judge fake-judge: (\d+) requests \(\1 of them contrastive", dry.output)
+        assert ", 16 cached;" in dry.output  # every single-response verdict is in the cache
+        assert generated and judged
+        for name in ("generations.parquet", "scores.parquet", "metrics.json", "report.html", "manifest.json"):
+            assert (run_dir / name).is_file(), name
+        for res in (first, again):
+            text = res.output
+            assert "Delta [95% CI]" in text and "valid%" in text and "trunc%" in text and "judge agr." in text
+            assert f"report: {run_dir / 'report.html'}" in text
+            assert f"leaderboard: {out / 'leaderboard.csv'} and {out / 'leaderboard.md'}" in text
+            for suite in ("ecliptica", "litmus"):
+                assert any(line.startswith(suite) for line in text.splitlines()), text
+        assert "0 generated now" in again.output and f"{len(generated)} cached" in again.output
+        assert "0 requests" in again.output  # the judge line: every verdict from the cache
+        rows = board_rows(out)
+        assert len(rows) == 1 and rows[0]["run_ids"] == run_dir.name and rows[0]["model"] == "served-model"
+        assert "served-model" in (out / "leaderboard.md").read_text()
 
-    # the same model evaluated again on more cases: its row is replaced (one row, the newer run), not added
-    with FakeOpenAI(model_and_judge) as server:
+        # the same model evaluated again on more cases: its row is replaced (one row, the newer run), not added
         more = invoke(eval_args(server.url, out, limit=6))
-    assert more.exit_code == 0, more.output
-    rows = board_rows(out)
-    newer = re.match(r"run (\S+) -> ", more.output).group(1)
-    assert len(rows) == 1 and rows[0]["run_ids"] == newer != run_dir.name
-    assert len([d for d in out.iterdir() if d.is_dir()]) == 2  # both runs stay on disk
+        assert more.exit_code == 0, more.output
+        rows = board_rows(out)
+        newer = re.search(r"\brun (\S+) -> ", more.output).group(1)  # after any progress bar (stderr)
+        assert len(rows) == 1 and rows[0]["run_ids"] == newer != run_dir.name
+        assert len([d for d in out.iterdir() if d.is_dir()]) == 2  # both runs stay on disk
 
-    # two more sampling seeds: one run each, averaged with the seed-42 run into the model's one row
-    with FakeOpenAI(model_and_judge) as server:
+        # two more sampling seeds: one run each, averaged with the seed-42 run into the model's one row
         seeded = invoke([*eval_args(server.url, out, limit=6), "--seeds", "1,2"])
-    assert seeded.exit_code == 0, seeded.output
-    [row] = board_rows(out)
-    assert row["seeds"] == "3" and len(row["run_ids"].split(";")) == 3 and newer in row["run_ids"]
-    assert "(mean over 3 seeds)" in seeded.output
+        assert seeded.exit_code == 0, seeded.output
+        [row] = board_rows(out)
+        assert row["seeds"] == "3" and len(row["run_ids"].split(";")) == 3 and newer in row["run_ids"]
+        assert "(mean over 3 seeds)" in seeded.output
 
 
 def test_eval_dry_run_loads_nothing_and_writes_nothing(tmp_path, monkeypatch):

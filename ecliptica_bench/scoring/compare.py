@@ -31,7 +31,7 @@ from ..suites import get_suite
 from .diagnostics import switch_matrix_change
 from .embed import Embedder
 from .power import bootstrap_p
-from .score import _finite, _fmt, _types, cluster_keys, scored_rows
+from .score import _finite, _types, cluster_keys, format_score, scored_rows
 
 
 def _load(run_dir: Path):
@@ -164,7 +164,7 @@ def format_compare(res: dict) -> str:
             pa = (r.get("paper_a") or {}).get("value")
             pb = (r.get("paper_b") or {}).get("value")
             lines.append(
-                f"{suite:<19} {cond:<13} {r['cases']:>5}  {_fmt(r['paper']):<30} "
+                f"{suite:<19} {cond:<13} {r['cases']:>5}  {format_score(r['paper']):<30} "
                 f"{'-' if pa is None else f'{pa:.3f}':>8} {'-' if pb is None else f'{pb:.3f}':>8}  "
                 f"{'-' if va is None else f'{100 * va:+.1f}':>10}"
             )
@@ -172,18 +172,18 @@ def format_compare(res: dict) -> str:
                 ha = (r.get("headline_a") or {}).get("value")
                 hb = (r.get("headline_b") or {}).get("value")
                 lines.append(
-                    f"{'':<19} {e['headline_metric'][:13]:<13} {'':>5}  {_fmt(r['headline']):<30} "
+                    f"{'':<19} {e['headline_metric'][:13]:<13} {'':>5}  {format_score(r['headline']):<30} "
                     f"{'-' if ha is None else f'{ha:.3f}':>8} {'-' if hb is None else f'{hb:.3f}':>8}"
                 )
         if e.get("delta_difference"):
             pv = e.get("delta_difference_p")
             lines.append(
-                f"{suite:<19} {'delta A-B':<13} {'':>5}  {_fmt(e['delta_difference']):<30}"
+                f"{suite:<19} {'delta A-B':<13} {'':>5}  {format_score(e['delta_difference']):<30}"
                 + ("" if pv is None else f" paired bootstrap p = {pv:.4g}")
             )
         dp = e.get("delta_paper_difference")
         if dp and e.get("headline_metric") != e.get("metric"):
-            lines.append(f"{suite:<19} {'paper dA-B':<13} {'':>5}  {_fmt(dp):<30}")
+            lines.append(f"{suite:<19} {'paper dA-B':<13} {'':>5}  {format_score(dp):<30}")
     return "\n".join(lines)
 
 
